@@ -1,0 +1,221 @@
+import { z } from "zod";
+import { ConfigError, type ConfigProblem, problemsFromZod } from "./problems.ts";
+
+export type Role = "api" | "worker" | "all";
+
+const csv = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
+const httpsUrl = (what: string) =>
+  z
+    .url({ message: `must be an absolute URL` })
+    .refine((u) => u.startsWith("https://"), `${what} must use https`)
+    .transform((u) => u.replace(/\/+$/, ""));
+
+const guid = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a GUID");
+
+/** Environment variables, as documented in the README. Strings in, typed config out. */
+const envSchema = z.object({
+  ROLE: z.enum(["api", "worker", "all"]).default("all"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default("0.0.0.0"),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, "must start with redis:// or rediss://")
+    .default("redis://127.0.0.1:6379"),
+  QUEUE_PREFIX: z.string().min(1).default("geb"),
+  POLICY_FILE: z.string().min(1).default("./policy.yaml"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(200).default(8),
+  GITLAB_URL: httpsUrl("GITLAB_URL").optional(),
+  GITLAB_TOKEN: z.string().min(1).optional(),
+  GITLAB_WEBHOOK_SECRETS: csv.optional(),
+  GITLAB_WEBHOOK_SIGNING_TOKENS: csv
+    .refine(
+      (l) => l.every((t) => /^whsec_[A-Za-z0-9+/=]+$/.test(t)),
+      'each token must look like "whsec_<base64>"',
+    )
+    .optional(),
+  /** Optional: the X-Gitlab-Instance values accepted; empty accepts any. */
+  GITLAB_INSTANCES: csv.optional(),
+  GITLAB_OIDC_ISSUER: z
+    .url({ message: "must be an absolute URL" })
+    .refine((u) => u === u.trim(), "must not have leading or trailing whitespace")
+    .optional(),
+  AZURE_TENANT_ID: guid.optional(),
+  AZURE_CLIENT_ID: guid.optional(),
+  AZURE_CLIENT_SECRET: z.string().min(1).optional(),
+  AZURE_CLIENT_CERTIFICATE_PATH: z.string().min(1).optional(),
+  AZURE_FEDERATED_TOKEN_FILE: z.string().min(1).optional(),
+  AZURE_CREDENTIAL: z
+    .enum(["auto", "secret", "certificate", "managed-identity", "workload-identity"])
+    .default("auto"),
+  AZURE_AUTHORITY_HOST: httpsUrl("AZURE_AUTHORITY_HOST").default("https://login.microsoftonline.com"),
+  GRAPH_BASE_URL: httpsUrl("GRAPH_BASE_URL").default("https://graph.microsoft.com"),
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  ADMIN_VIEWER_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  DRIFT_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
+});
+
+const EXAMPLES: Record<string, string> = {
+  PORT: "3000",
+  REDIS_URL: "redis://127.0.0.1:6379",
+  GITLAB_URL: "https://gitlab.example.com",
+  GITLAB_TOKEN: "glpat-... (a bot user's token with the api scope)",
+  GITLAB_WEBHOOK_SECRETS: "s3cret-current,s3cret-previous",
+  GITLAB_WEBHOOK_SIGNING_TOKENS: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+  GITLAB_OIDC_ISSUER: "https://gitlab.example.com",
+  AZURE_TENANT_ID: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+  AZURE_CLIENT_ID: "00000000-0000-0000-0000-000000000000",
+  AZURE_AUTHORITY_HOST: "https://login.microsoftonline.com",
+  GRAPH_BASE_URL: "https://graph.microsoft.com",
+  ADMIN_TOKEN: "a long random string (openssl rand -hex 24)",
+  LOG_LEVEL: "info",
+  BODY_LIMIT_BYTES: "1048576",
+};
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface AzureCredentialConfig {
+  kind: "secret" | "certificate" | "managed-identity" | "workload-identity";
+  tenantId: string;
+  clientId: string;
+  clientSecret?: string;
+  certificatePath?: string;
+  federatedTokenFile?: string;
+}
+
+export interface Config {
+  role: Role;
+  port: number;
+  host: string;
+  redisUrl: string;
+  queuePrefix: string;
+  policyFile: string;
+  logLevel: Env["LOG_LEVEL"];
+  bodyLimitBytes: number;
+  workerConcurrency: number;
+  driftIntervalSeconds: number;
+  gitlab: {
+    url: string | undefined;
+    token: string | undefined;
+    webhookSecrets: string[];
+    signingTokens: string[];
+    instances: string[];
+    /** Exactly as GitLab writes `iss`; never normalised (Entra compares byte for byte). */
+    oidcIssuer: string | undefined;
+  };
+  azure: {
+    credential: AzureCredentialConfig | undefined;
+    authorityHost: string;
+    graphBaseUrl: string;
+  };
+  admin: { token: string | undefined; viewerToken: string | undefined };
+}
+
+/**
+ * Parses the process environment. Throws ConfigError with one problem per bad or missing variable;
+ * which variables are required depends on the role (the api needs webhook secrets, the worker needs
+ * GitLab and Azure credentials).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config {
+  // Empty strings are treated as unset: docker-compose passes `FOO=` for unset variables.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(problemsFromZod(parsed.error, "", undefined, EXAMPLES));
+  }
+  const e = parsed.data;
+  const role = roleOverride ?? e.ROLE;
+  const problems: ConfigProblem[] = [];
+  const need = (name: keyof typeof EXAMPLES, value: unknown, why: string) => {
+    if (value === undefined) problems.push({ name, problem: `is required ${why}`, example: EXAMPLES[name] });
+  };
+
+  if (role !== "worker" && !e.GITLAB_WEBHOOK_SECRETS?.length && !e.GITLAB_WEBHOOK_SIGNING_TOKENS?.length) {
+    problems.push({
+      name: "GITLAB_WEBHOOK_SECRETS",
+      problem:
+        "is required (or GITLAB_WEBHOOK_SIGNING_TOKENS): the api refuses to accept unauthenticated webhooks",
+      example: EXAMPLES.GITLAB_WEBHOOK_SECRETS,
+    });
+  }
+  let credential: AzureCredentialConfig | undefined;
+  if (role !== "api") {
+    need("GITLAB_URL", e.GITLAB_URL, "for the worker (GitLab API base URL)");
+    need("GITLAB_TOKEN", e.GITLAB_TOKEN, "for the worker (comments, issues, CI variables)");
+    need("AZURE_TENANT_ID", e.AZURE_TENANT_ID, "for the worker (the Entra tenant to manage)");
+    need("AZURE_CLIENT_ID", e.AZURE_CLIENT_ID, "for the worker (the bot's own app registration)");
+    if (e.AZURE_TENANT_ID && e.AZURE_CLIENT_ID) {
+      let kind = e.AZURE_CREDENTIAL;
+      if (kind === "auto") {
+        kind = e.AZURE_CLIENT_CERTIFICATE_PATH
+          ? "certificate"
+          : e.AZURE_CLIENT_SECRET
+            ? "secret"
+            : e.AZURE_FEDERATED_TOKEN_FILE
+              ? "workload-identity"
+              : "managed-identity";
+      }
+      if (kind === "secret" && !e.AZURE_CLIENT_SECRET) {
+        problems.push({ name: "AZURE_CLIENT_SECRET", problem: "is required when AZURE_CREDENTIAL=secret" });
+      }
+      if (kind === "certificate" && !e.AZURE_CLIENT_CERTIFICATE_PATH) {
+        problems.push({
+          name: "AZURE_CLIENT_CERTIFICATE_PATH",
+          problem: "is required when AZURE_CREDENTIAL=certificate",
+          example: "/run/secrets/bot.pem (PEM with the private key and certificate)",
+        });
+      }
+      if (kind === "workload-identity" && !e.AZURE_FEDERATED_TOKEN_FILE) {
+        problems.push({
+          name: "AZURE_FEDERATED_TOKEN_FILE",
+          problem: "is required when AZURE_CREDENTIAL=workload-identity",
+        });
+      }
+      credential = {
+        kind,
+        tenantId: e.AZURE_TENANT_ID,
+        clientId: e.AZURE_CLIENT_ID,
+        ...(e.AZURE_CLIENT_SECRET ? { clientSecret: e.AZURE_CLIENT_SECRET } : {}),
+        ...(e.AZURE_CLIENT_CERTIFICATE_PATH ? { certificatePath: e.AZURE_CLIENT_CERTIFICATE_PATH } : {}),
+        ...(e.AZURE_FEDERATED_TOKEN_FILE ? { federatedTokenFile: e.AZURE_FEDERATED_TOKEN_FILE } : {}),
+      };
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  return {
+    role,
+    port: e.PORT,
+    host: e.HOST,
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    policyFile: e.POLICY_FILE,
+    logLevel: e.LOG_LEVEL,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    driftIntervalSeconds: e.DRIFT_INTERVAL_SECONDS,
+    gitlab: {
+      url: e.GITLAB_URL,
+      token: e.GITLAB_TOKEN,
+      webhookSecrets: e.GITLAB_WEBHOOK_SECRETS ?? [],
+      signingTokens: e.GITLAB_WEBHOOK_SIGNING_TOKENS ?? [],
+      instances: e.GITLAB_INSTANCES ?? [],
+      oidcIssuer: e.GITLAB_OIDC_ISSUER ?? e.GITLAB_URL,
+    },
+    azure: { credential, authorityHost: e.AZURE_AUTHORITY_HOST, graphBaseUrl: e.GRAPH_BASE_URL },
+    admin: { token: e.ADMIN_TOKEN, viewerToken: e.ADMIN_VIEWER_TOKEN },
+  };
+}
