@@ -1,0 +1,369 @@
+import type { TokenCredential } from "@azure/identity";
+import {
+  AuthenticationHandler,
+  type AuthenticationProvider,
+  Client,
+  HTTPMessageHandler,
+  ResponseType,
+} from "@microsoft/microsoft-graph-client";
+import { TokenCredentialAuthenticationProvider } from "@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js";
+import { z } from "zod";
+import type { Config } from "../config/env.ts";
+import { createTokenCredential, graphScope } from "./credential.ts";
+import { EntraError, errorFromGraph, type GraphOperation } from "./errors.ts";
+import type { FicSpec, GraphApi, GraphApplication, GraphFic, NewApplication } from "./graph.ts";
+
+export interface GraphClientOptions {
+  /** GRAPH_BASE_URL, e.g. https://graph.microsoft.com (national clouds and the simulator differ). */
+  graphBaseUrl: string;
+  credential: TokenCredential;
+  /** Called once per HTTP request, for request counting in tests and metrics. */
+  onRequest?: (method: string, path: string, status: number) => void;
+}
+
+const applicationSchema = z.object({
+  id: z.string(),
+  appId: z.string(),
+  displayName: z.string().nullable().default(""),
+  tags: z.array(z.string()).nullable().default([]),
+});
+const servicePrincipalSchema = z.object({ id: z.string(), appId: z.string() });
+const ficSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  issuer: z.string(),
+  subject: z.string().nullable().default(null),
+  audiences: z.array(z.string()),
+  description: z.string().nullish(),
+});
+const directoryObjectSchema = z.object({ id: z.string(), "@odata.type": z.string().optional() });
+const page = <T extends z.ZodType>(item: T) =>
+  z.object({ value: z.array(item), "@odata.nextLink": z.string().optional() });
+const graphErrorSchema = z.object({
+  error: z.object({
+    code: z.string().optional(),
+    message: z.string().optional(),
+    innerError: z.object({ "request-id": z.string().optional() }).passthrough().optional(),
+  }),
+});
+
+const P = {
+  appRead: "Application.Read.All (or Application.ReadWrite.OwnedBy)",
+  appWrite: "Application.ReadWrite.OwnedBy",
+  groupWrite: "GroupMember.ReadWrite.All (adding a service principal also needs Application.ReadWrite.All)",
+  groupRemove: "GroupMember.ReadWrite.All",
+} as const;
+
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+interface RawResult {
+  status: number;
+  body: unknown;
+  requestId: string | undefined;
+}
+
+/** Builds the GraphApi over @microsoft/microsoft-graph-client from config (the worker's entry point). */
+export function createGraphApiFromConfig(config: Config): GraphApi {
+  return createGraphApi({
+    graphBaseUrl: config.azure.graphBaseUrl,
+    credential: createTokenCredential(config.azure),
+  });
+}
+
+export function createGraphApi(opts: GraphClientOptions): GraphApi {
+  const root = new URL(opts.graphBaseUrl);
+  const origin = `${root.origin}${root.pathname.replace(/\/+$/, "")}`;
+  const authProvider: AuthenticationProvider = new TokenCredentialAuthenticationProvider(opts.credential, {
+    scopes: [graphScope(opts.graphBaseUrl)],
+  });
+  // A custom chain without RetryHandler/RedirectHandler: BullMQ is the only retry layer, so a 429 surfaces
+  // at once as a typed error carrying Retry-After instead of sleeping inside a worker slot.
+  const client = Client.initWithMiddleware({
+    baseUrl: `${origin}/`,
+    defaultVersion: "v1.0",
+    middleware: [new AuthenticationHandler(authProvider), new HTTPMessageHandler()],
+    // The auth handler only attaches the token for Graph hosts; national clouds and the simulator are "custom".
+    customHosts: new Set([root.hostname]),
+  });
+  const directoryObjectUrl = (id: string) => `${origin}/v1.0/directoryObjects/${id}`;
+
+  async function send(
+    op: GraphOperation,
+    method: Method,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<RawResult> {
+    // Explicit Accept-Language: undici sends "*", which /applications rejects ("Invalid language specified").
+    let req = client.api(path).responseType(ResponseType.RAW).header("Accept-Language", "en-US");
+    for (const [k, v] of Object.entries(headers)) req = req.header(k, v);
+    let res: Response;
+    try {
+      const sent: unknown =
+        method === "GET"
+          ? await req.get()
+          : method === "POST"
+            ? await req.post(body)
+            : method === "PATCH"
+              ? await req.patch(body)
+              : await req.delete();
+      if (!(sent instanceof Response)) throw new Error("Graph client returned no HTTP response");
+      res = sent;
+    } catch (err) {
+      throw transportError(op, err);
+    }
+    const requestId = res.headers.get("request-id") ?? res.headers.get("client-request-id") ?? undefined;
+    const text = res.status === 204 ? "" : await res.text();
+    let json: unknown;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+    }
+    opts.onRequest?.(method, path, res.status);
+    if (res.ok) return { status: res.status, body: json, requestId };
+    const parsed = graphErrorSchema.safeParse(json);
+    const e = parsed.success ? parsed.data.error : undefined;
+    throw errorFromGraph(op, {
+      status: res.status,
+      graphCode: e?.code,
+      graphMessage: e?.message,
+      requestId: requestId ?? e?.innerError?.["request-id"],
+      retryAfter: res.headers.get("retry-after"),
+    });
+  }
+
+  function parse<T extends z.ZodType>(op: GraphOperation, schema: T, r: RawResult): z.infer<T> {
+    const result = schema.safeParse(r.body);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      throw new EntraError({
+        code: "GRAPH_BAD_RESPONSE",
+        status: r.status,
+        requestId: r.requestId,
+        message: `Graph answered an unexpected shape while trying to ${op.action} (${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"})`,
+      });
+    }
+    return result.data;
+  }
+
+  async function listAll<T extends z.ZodType>(
+    op: GraphOperation,
+    schema: T,
+    firstPath: string,
+  ): Promise<z.infer<T>[]> {
+    const items: z.infer<T>[] = [];
+    let path: string | undefined = firstPath;
+    while (path) {
+      const r = await send(op, "GET", path);
+      const pg = parse(op, page(schema), r);
+      items.push(...(pg.value as z.infer<T>[]));
+      path = pg["@odata.nextLink"];
+    }
+    return items;
+  }
+
+  const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  const absent = async (op: GraphOperation, method: Method, path: string): Promise<"deleted" | "absent"> => {
+    try {
+      await send(op, method, path);
+      return "deleted";
+    } catch (err) {
+      if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return "absent";
+      throw err;
+    }
+  };
+  const toApp = (a: z.infer<typeof applicationSchema>): GraphApplication => ({
+    id: a.id,
+    appId: a.appId,
+    displayName: a.displayName ?? "",
+    tags: a.tags ?? [],
+  });
+
+  return {
+    async listApplicationsByTag(tag) {
+      const op = { action: `list app registrations tagged ${tag}`, permission: P.appRead };
+      const filter = encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
+      const apps = await listAll(
+        op,
+        applicationSchema,
+        `/applications?$filter=${filter}&$select=id,appId,displayName,tags`,
+      );
+      return apps.map(toApp);
+    },
+
+    async createApplication(app: NewApplication) {
+      const op = { action: `create the app registration "${app.displayName}"`, permission: P.appWrite };
+      // AzureADMyOrg: personal-account apps get a 60 writes/min throttle and are never what CI needs.
+      const r = await send(op, "POST", "/applications", {
+        displayName: app.displayName,
+        tags: app.tags,
+        signInAudience: "AzureADMyOrg",
+        ...(app.description ? { description: app.description } : {}),
+      });
+      return toApp(parse(op, applicationSchema, r));
+    },
+
+    async updateApplication(id, patch) {
+      const op = { action: `update the app registration ${id}`, permission: P.appWrite };
+      await send(op, "PATCH", `/applications/${id}`, patch);
+    },
+
+    deleteApplication(id) {
+      return absent(
+        { action: `delete the app registration ${id}`, permission: P.appWrite },
+        "DELETE",
+        `/applications/${id}`,
+      );
+    },
+
+    async getServicePrincipalByAppId(appId) {
+      const op = { action: `read the service principal of app ${appId}`, permission: P.appRead };
+      try {
+        const r = await send(op, "GET", `/servicePrincipals(appId=${quote(appId)})?$select=id,appId`);
+        return parse(op, servicePrincipalSchema, r);
+      } catch (err) {
+        if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return null;
+        throw err;
+      }
+    },
+
+    async upsertServicePrincipal(appId, tags) {
+      const op = { action: `create the service principal of app ${appId}`, permission: P.appWrite };
+      const path = `/servicePrincipals(appId=${quote(appId)})`;
+      const r = await send(op, "PATCH", path, { tags }, { Prefer: "create-if-missing" });
+      if (r.status === 201) return { sp: parse(op, servicePrincipalSchema, r), created: true };
+      // 204: it already existed and Graph sends no body, so read its object id.
+      const got = await send(op, "GET", `${path}?$select=id,appId`);
+      return { sp: parse(op, servicePrincipalSchema, got), created: false };
+    },
+
+    deleteServicePrincipal(id) {
+      return absent(
+        { action: `delete the service principal ${id}`, permission: P.appWrite },
+        "DELETE",
+        `/servicePrincipals/${id}`,
+      );
+    },
+
+    async listFederatedCredentials(appObjectId) {
+      const op = {
+        action: `list federated credentials of app registration ${appObjectId}`,
+        permission: P.appRead,
+      };
+      const fics = await listAll(op, ficSchema, `/applications/${appObjectId}/federatedIdentityCredentials`);
+      return fics.map(
+        (f): GraphFic => ({
+          id: f.id,
+          name: f.name,
+          issuer: f.issuer,
+          subject: f.subject ?? null,
+          audiences: f.audiences,
+          description: f.description,
+        }),
+      );
+    },
+
+    async upsertFederatedCredential(appObjectId, name, spec: FicSpec) {
+      const op = {
+        action: `write federated credential "${name}" (subject "${spec.subject}") on app registration ${appObjectId}`,
+        permission: P.appWrite,
+      };
+      const r = await send(
+        op,
+        "PATCH",
+        `/applications/${appObjectId}/federatedIdentityCredentials(name=${quote(name)})`,
+        {
+          issuer: spec.issuer,
+          subject: spec.subject,
+          audiences: spec.audiences,
+          description: spec.description,
+        },
+        { Prefer: "create-if-missing" },
+      );
+      return r.status === 201 ? "created" : "updated";
+    },
+
+    deleteFederatedCredential(appObjectId, idOrName) {
+      return absent(
+        {
+          action: `delete federated credential ${idOrName} of app registration ${appObjectId}`,
+          permission: P.appWrite,
+        },
+        "DELETE",
+        `/applications/${appObjectId}/federatedIdentityCredentials/${encodeURIComponent(idOrName)}`,
+      );
+    },
+
+    async listGroupMemberships(principalObjectId) {
+      const op = {
+        action: `list group memberships of service principal ${principalObjectId}`,
+        permission: P.appRead,
+      };
+      const objs = await listAll(
+        op,
+        directoryObjectSchema,
+        `/servicePrincipals/${principalObjectId}/memberOf?$select=id`,
+      );
+      // memberOf also lists directory roles and administrative units; only groups are the bot's business.
+      return objs
+        .filter((o) => (o["@odata.type"] ?? "#microsoft.graph.group") === "#microsoft.graph.group")
+        .map((o) => o.id);
+    },
+
+    async addGroupMember(groupId, principalObjectId) {
+      const op = {
+        action: `add service principal ${principalObjectId} to group ${groupId}`,
+        permission: P.groupWrite,
+      };
+      try {
+        await send(op, "POST", `/groups/${groupId}/members/$ref`, {
+          "@odata.id": directoryObjectUrl(principalObjectId),
+        });
+        return "added";
+      } catch (err) {
+        // Graph's add is not idempotent: "One or more added object references already exist ..." is success.
+        if (err instanceof EntraError && err.status === 400 && /already exist/i.test(err.message)) {
+          return "already-member";
+        }
+        throw err;
+      }
+    },
+
+    async removeGroupMember(groupId, principalObjectId) {
+      const op = {
+        action: `remove service principal ${principalObjectId} from group ${groupId}`,
+        permission: P.groupRemove,
+      };
+      // Always via /$ref: without it Graph deletes the member object itself.
+      const r = await absent(op, "DELETE", `/groups/${groupId}/members/${principalObjectId}/$ref`);
+      return r === "deleted" ? "removed" : "absent";
+    },
+  };
+}
+
+function transportError(op: GraphOperation, err: unknown): EntraError {
+  if (err instanceof EntraError) return err;
+  const e = err as { name?: string; message?: string; statusCode?: number; code?: string | null };
+  const name = e.code ?? e.name ?? "Error";
+  // @azure/identity failures (bad secret, unknown tenant, missing certificate) are configuration problems.
+  if (/Credential|Authentication|AggregateAuthentication/i.test(name)) {
+    const transient = /timeout|ECONN|ENOTFOUND|EAI_AGAIN|network/i.test(e.message ?? "");
+    return new EntraError({
+      code: transient ? "GRAPH_UNAVAILABLE" : "AUTH_FAILED",
+      message: `The bot could not get a Graph token to ${op.action}: ${firstLine(e.message)}. Check AZURE_TENANT_ID, AZURE_CLIENT_ID, the credential and AZURE_AUTHORITY_HOST`,
+      cause: err,
+    });
+  }
+  return new EntraError({
+    code: "GRAPH_UNAVAILABLE",
+    message: `Graph could not be reached to ${op.action}: ${firstLine(e.message)}; will retry`,
+    cause: err,
+  });
+}
+
+function firstLine(s: string | undefined): string {
+  return (s ?? "unknown error").split("\n")[0]?.slice(0, 300) ?? "unknown error";
+}
