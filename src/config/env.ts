@@ -23,7 +23,12 @@ const guid = z
 /** Environment variables, as documented in the README. Strings in, typed config out. */
 const envSchema = z.object({
   ROLE: z.enum(["api", "worker", "all"]).default("all"),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PORT: z.coerce
+    .number({ message: "must be a whole number from 0 to 65535" })
+    .int("must be a whole number from 0 to 65535")
+    .min(0)
+    .max(65535)
+    .default(3000),
   HOST: z.string().default("0.0.0.0"),
   REDIS_URL: z
     .string()
@@ -65,7 +70,11 @@ const envSchema = z.object({
   GRAPH_BASE_URL: httpsUrl("GRAPH_BASE_URL").default("https://graph.microsoft.com"),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   ADMIN_VIEWER_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
-  DRIFT_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
+  DRIFT_INTERVAL_SECONDS: z.coerce
+    .number({ message: "must be a number of seconds (0 disables)" })
+    .int()
+    .min(0)
+    .default(3600),
 });
 
 const EXAMPLES: Record<string, string> = {

@@ -58,8 +58,8 @@ export const intentSchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("environment.seen"),
     project: projectRefSchema,
-    environment: z.string().min(1),
-    tier: z.string().optional(),
+    /** Distinct environments named by the event (a pipeline can name several). */
+    environments: z.array(z.object({ name: z.string().min(1), tier: z.string().optional() })).min(1),
     ref: z.string().optional(),
     source: z.enum(["deployment", "pipeline", "job"]),
   }),

@@ -1,0 +1,46 @@
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { DEFAULT_JOB_OPTIONS } from "./jobs.ts";
+import { QUEUES } from "./names.ts";
+
+export interface Queues {
+  events: Queue;
+  reports: Queue;
+  maintenance: Queue;
+  all(): Queue[];
+  close(): Promise<void>;
+}
+
+/**
+ * The service's queues on one producer connection. `prefix` namespaces every key (for Redis Cluster use a
+ * hash tag such as "{geb}" so that a queue's keys share a slot).
+ */
+export function createQueues(
+  connection: Redis,
+  prefix: string,
+  onError?: (queue: string, err: Error) => void,
+): Queues {
+  const make = (name: string) => {
+    const queue = new Queue(name, {
+      connection,
+      prefix,
+      defaultJobOptions: DEFAULT_JOB_OPTIONS,
+      skipWaitingForReady: true,
+    });
+    // Without a listener BullMQ prints every connection error with a stack trace; readiness reports them.
+    queue.on("error", (err) => onError?.(name, err));
+    return queue;
+  };
+  const events = make(QUEUES.events);
+  const reports = make(QUEUES.reports);
+  const maintenance = make(QUEUES.maintenance);
+  return {
+    events,
+    reports,
+    maintenance,
+    all: () => [events, reports, maintenance],
+    close: async () => {
+      await Promise.all([events.close(), reports.close(), maintenance.close()]);
+    },
+  };
+}

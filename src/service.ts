@@ -1,0 +1,79 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Hono } from "hono";
+import { type IntentHandler, logOnlyHandler } from "../workers/events-processor.ts";
+import { type RunningWorkers, startWorkers } from "../workers/start.ts";
+import type { Config } from "./config/env.ts";
+import type { Policy } from "./config/policy.ts";
+import { createApp } from "./http/app.ts";
+import type { Logger } from "./logging.ts";
+import { createProducerConnection } from "./queue/connection.ts";
+import { createQueues, type Queues } from "./queue/queues.ts";
+
+export interface Service {
+  /** Base URL of the HTTP api, when this process runs it. */
+  url?: string;
+  app?: Hono;
+  queues: Queues;
+  workers?: RunningWorkers;
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  config: Config;
+  policy: Policy;
+  logger: Logger;
+  handler?: IntentHandler;
+}
+
+/** Starts the api, the workers, or both, per config.role. */
+export async function startService({ config, policy, logger, handler }: ServiceOptions): Promise<Service> {
+  const redis = createProducerConnection(config.redisUrl);
+  redis.on("error", (err) => logger.debug({ err: err.message }, "redis connection error"));
+  const queues = createQueues(redis, config.queuePrefix, (queue, err) =>
+    logger.debug({ queue, err: err.message }, "queue connection error"),
+  );
+  let server: ReturnType<typeof serve> | undefined;
+  let url: string | undefined;
+  let app: Hono | undefined;
+
+  if (config.role !== "worker") {
+    app = createApp({ config, policy, queue: queues.events, redis, logger });
+    const created = app;
+    await new Promise<void>((resolve) => {
+      server = serve(
+        { fetch: created.fetch, port: config.port, hostname: config.host },
+        (info: AddressInfo) => {
+          const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
+          url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${info.port}`;
+          resolve();
+        },
+      );
+    });
+    // GitLab gives up after 10 s; a slow-loris client must not hold a socket much longer than that.
+    if (server && "requestTimeout" in server) {
+      server.requestTimeout = 15_000;
+      server.headersTimeout = 10_000;
+    }
+    logger.info({ url }, "api listening");
+  }
+
+  const workers = config.role !== "api" ? startWorkers(config, logger, handler ?? logOnlyHandler) : undefined;
+  if (workers) logger.info({ concurrency: config.workerConcurrency }, "workers started");
+
+  return {
+    ...(url ? { url } : {}),
+    ...(app ? { app } : {}),
+    queues,
+    ...(workers ? { workers } : {}),
+    close: async () => {
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+      await workers?.close();
+      await queues.close();
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
