@@ -1,0 +1,96 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/env.ts";
+import { ConfigError } from "../../src/config/problems.ts";
+
+const worker = {
+  GITLAB_URL: "https://gitlab.example.com/",
+  GITLAB_TOKEN: "glpat-x",
+  AZURE_TENANT_ID: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+  AZURE_CLIENT_ID: "00000000-0000-0000-0000-000000000001",
+};
+
+function problems(env: Record<string, string>, role?: "api" | "worker" | "all"): string[] {
+  try {
+    loadConfig(env, role);
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => p.name);
+    throw err;
+  }
+}
+
+describe("loadConfig", () => {
+  it("has the documented defaults", () => {
+    const c = loadConfig({ GITLAB_WEBHOOK_SECRETS: "a, b ,," }, "api");
+    expect(c.port).toBe(3000);
+    expect(c.redisUrl).toBe("redis://127.0.0.1:6379");
+    expect(c.policyFile).toBe("./policy.yaml");
+    expect(c.gitlab.webhookSecrets).toEqual(["a", "b"]);
+    expect(c.azure.authorityHost).toBe("https://login.microsoftonline.com");
+    expect(c.azure.graphBaseUrl).toBe("https://graph.microsoft.com");
+    expect(c.bodyLimitBytes).toBe(1024 * 1024);
+  });
+
+  it("GITLAB_OIDC_ISSUER defaults to GITLAB_URL; an explicit issuer is kept verbatim", () => {
+    expect(loadConfig({ ...worker, AZURE_CLIENT_SECRET: "s" }, "worker").gitlab.oidcIssuer).toBe(
+      "https://gitlab.example.com",
+    );
+    expect(
+      loadConfig(
+        { ...worker, AZURE_CLIENT_SECRET: "s", GITLAB_OIDC_ISSUER: "https://gitlab.example.com/" },
+        "worker",
+      ).gitlab.oidcIssuer,
+    ).toBe("https://gitlab.example.com/");
+  });
+
+  it("picks the Azure credential from what is configured", () => {
+    expect(loadConfig({ ...worker, AZURE_CLIENT_SECRET: "s" }, "worker").azure.credential?.kind).toBe(
+      "secret",
+    );
+    expect(
+      loadConfig({ ...worker, AZURE_CLIENT_CERTIFICATE_PATH: "/c.pem" }, "worker").azure.credential?.kind,
+    ).toBe("certificate");
+    expect(loadConfig({ ...worker, AZURE_FEDERATED_TOKEN_FILE: "/t" }, "worker").azure.credential?.kind).toBe(
+      "workload-identity",
+    );
+    expect(loadConfig(worker, "worker").azure.credential?.kind).toBe("managed-identity");
+  });
+
+  it("treats empty strings as unset (docker-compose passes FOO= for unset variables)", () => {
+    expect(loadConfig({ GITLAB_WEBHOOK_SECRETS: "a", PORT: "" }, "api").port).toBe(3000);
+  });
+
+  it("requires per role", () => {
+    expect(problems({}, "api")).toEqual(["GITLAB_WEBHOOK_SECRETS"]);
+    expect(problems({ GITLAB_WEBHOOK_SIGNING_TOKENS: "whsec_AAAA" }, "api")).toEqual([]);
+    expect(problems({}, "worker").sort()).toEqual([
+      "AZURE_CLIENT_ID",
+      "AZURE_TENANT_ID",
+      "GITLAB_TOKEN",
+      "GITLAB_URL",
+    ]);
+    expect(problems({}, "all")).toContain("GITLAB_WEBHOOK_SECRETS");
+  });
+
+  it("refuses http for Graph and the authority (MSAL and the Graph client need https)", () => {
+    expect(problems({ GITLAB_WEBHOOK_SECRETS: "a", GRAPH_BASE_URL: "http://graph.local" }, "api")).toEqual([
+      "GRAPH_BASE_URL",
+    ]);
+    expect(
+      problems({ GITLAB_WEBHOOK_SECRETS: "a", AZURE_AUTHORITY_HOST: "http://login.local" }, "api"),
+    ).toEqual(["AZURE_AUTHORITY_HOST"]);
+  });
+
+  it("never puts a secret value into a problem message", () => {
+    try {
+      loadConfig(
+        { GITLAB_WEBHOOK_SIGNING_TOKENS: "not-a-whsec-value-secret", ADMIN_TOKEN: "short-secret" },
+        "api",
+      );
+      expect.unreachable();
+    } catch (err) {
+      expect(String((err as Error).message)).not.toContain("not-a-whsec-value-secret");
+      expect(String((err as Error).message)).not.toContain("short-secret");
+    }
+  });
+});
