@@ -1,0 +1,235 @@
+/**
+ * In-memory data of the GitLab simulator. Plain objects so tests can inspect them directly and
+ * GET /_sim/state can serialise them.
+ */
+
+export interface SimUser {
+  id: number;
+  username: string;
+  name: string;
+  /** A PRIVATE-TOKEN that authenticates as this user. */
+  token?: string;
+}
+
+/**
+ * How this project's GitLab handles `ci_id_token_sub_claim_components`:
+ * - "modern": accepts project_id or project_path as the first element (the newest GitLab);
+ * - "legacy": 17.10..19.x, refuses anything but project_path first (400, exact body of MR 182257);
+ * - "absent": older than 17.10: the attribute is not shown and silently ignored on PUT.
+ */
+export type SubClaimSupport = "modern" | "legacy" | "absent";
+
+export interface SimMember {
+  userId: number;
+  accessLevel: number;
+  /** Inherited from a group: visible through /members/all only. */
+  inherited: boolean;
+}
+
+export interface SimAward {
+  id: number;
+  name: string;
+  userId: number;
+  createdAt: string;
+}
+
+export interface SimNote {
+  id: number;
+  body: string;
+  authorId: number;
+  system: boolean;
+  internal: boolean;
+  createdAt: string;
+  updatedAt: string;
+  awards: SimAward[];
+}
+
+export interface SimIssue {
+  id: number;
+  iid: number;
+  projectId: number;
+  title: string;
+  description: string;
+  state: "opened" | "closed";
+  labels: string[];
+  authorId: number;
+  confidential: boolean;
+  createdAt: string;
+  updatedAt: string;
+  notes: SimNote[];
+}
+
+export interface SimVariable {
+  key: string;
+  value: string;
+  environmentScope: string;
+  masked: boolean;
+  protected: boolean;
+  raw: boolean;
+  variableType: "env_var" | "file";
+  description: string | null;
+}
+
+export interface SimEnvironment {
+  id: number;
+  name: string;
+  slug: string;
+  tier: string;
+  state: "available" | "stopping" | "stopped";
+  externalUrl: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface SimProject {
+  id: number;
+  /** path_with_namespace. */
+  path: string;
+  namespaceId: number;
+  visibility: "private" | "internal" | "public";
+  subClaimSupport: SubClaimSupport;
+  subClaimComponents: string[];
+  members: SimMember[];
+  issues: SimIssue[];
+  variables: SimVariable[];
+  environments: SimEnvironment[];
+  createdAt: string;
+  /** Earlier paths (renames), newest last. */
+  previousPaths: string[];
+}
+
+export interface SimState {
+  users: SimUser[];
+  projects: SimProject[];
+  /** Global id sequences, like GitLab's database ids. */
+  seq: {
+    project: number;
+    issue: number;
+    note: number;
+    award: number;
+    environment: number;
+    namespace: number;
+  };
+}
+
+export const DEFAULT_SUB_CLAIM = ["project_path", "ref_type", "ref"];
+
+export function createState(): SimState {
+  return {
+    users: [],
+    projects: [],
+    seq: { project: 100, issue: 5000, note: 9000, award: 700, environment: 300, namespace: 60 },
+  };
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+export function findProject(state: SimState, idOrPath: string): SimProject | undefined {
+  if (/^\d+$/.test(idOrPath)) return state.projects.find((p) => p.id === Number(idOrPath));
+  return state.projects.find((p) => p.path === idOrPath);
+}
+
+export function findUser(state: SimState, id: number): SimUser | undefined {
+  return state.users.find((u) => u.id === id);
+}
+
+export function memberLevel(project: SimProject, userId: number, includeInherited: boolean): number | null {
+  const levels = project.members
+    .filter((m) => m.userId === userId && (includeInherited || !m.inherited))
+    .map((m) => m.accessLevel);
+  return levels.length ? Math.max(...levels) : null;
+}
+
+export function slugify(name: string): string {
+  return name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 24);
+}
+
+/** GitLab derives a default tier from the environment name (environment.rb `guess_tier`). */
+export function guessTier(name: string): string {
+  if (/^(production|prod|prd|live)/i.test(name)) return "production";
+  if (/^(staging|stage|stg|model|pre)/i.test(name)) return "staging";
+  if (/^(test|tst|int|ac(ce|)pt|qa|qc|control|quality)/i.test(name)) return "testing";
+  if (/^(dev|review|trunk)/i.test(name)) return "development";
+  return "other";
+}
+
+export interface NewProjectInput {
+  id?: number;
+  path: string;
+  visibility?: SimProject["visibility"];
+  subClaimSupport?: SubClaimSupport;
+  subClaimComponents?: string[];
+  /** userId -> access level (direct membership). */
+  members?: Record<number, number>;
+  /** userId -> access level (inherited from a group). */
+  inheritedMembers?: Record<number, number>;
+  environments?: (string | { name: string; tier?: string })[];
+}
+
+export function addProject(
+  state: SimState,
+  input: NewProjectInput,
+  defaults: { subClaimSupport: SubClaimSupport },
+) {
+  const id = input.id ?? ++state.seq.project;
+  if (state.projects.some((p) => p.id === id)) throw new Error(`project ${id} already exists`);
+  if (state.projects.some((p) => p.path === input.path))
+    throw new Error(`project path ${input.path} is taken`);
+  state.seq.project = Math.max(state.seq.project, id);
+  const created = now();
+  const project: SimProject = {
+    id,
+    path: input.path,
+    namespaceId: ++state.seq.namespace,
+    visibility: input.visibility ?? "private",
+    subClaimSupport: input.subClaimSupport ?? defaults.subClaimSupport,
+    subClaimComponents: input.subClaimComponents ?? [...DEFAULT_SUB_CLAIM],
+    members: [],
+    issues: [],
+    variables: [],
+    environments: [],
+    createdAt: created,
+    previousPaths: [],
+  };
+  for (const [user, level] of Object.entries(input.members ?? {}))
+    project.members.push({ userId: Number(user), accessLevel: level, inherited: false });
+  for (const [user, level] of Object.entries(input.inheritedMembers ?? {}))
+    project.members.push({ userId: Number(user), accessLevel: level, inherited: true });
+  for (const env of input.environments ?? []) addEnvironment(state, project, env);
+  state.projects.push(project);
+  return project;
+}
+
+export function addEnvironment(
+  state: SimState,
+  project: SimProject,
+  env: string | { name: string; tier?: string },
+): SimEnvironment {
+  const name = typeof env === "string" ? env : env.name;
+  const existing = project.environments.find((e) => e.name === name);
+  if (existing) return existing;
+  const created = now();
+  const environment: SimEnvironment = {
+    id: ++state.seq.environment,
+    name,
+    slug: `${slugify(name)}-${(state.seq.environment * 7919).toString(36).slice(-6)}`,
+    tier: (typeof env === "string" ? undefined : env.tier) ?? guessTier(name),
+    state: "available",
+    externalUrl: null,
+    createdAt: created,
+    updatedAt: created,
+  };
+  project.environments.push(environment);
+  return environment;
+}
+
+export function setMember(project: SimProject, userId: number, accessLevel: number, inherited = false): void {
+  project.members = project.members.filter((m) => !(m.userId === userId && m.inherited === inherited));
+  project.members.push({ userId, accessLevel, inherited });
+}
