@@ -1,0 +1,177 @@
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { HonoAdapter } from "@bull-board/hono";
+import { serveStatic } from "@hono/node-server/serve-static";
+import type { Queue } from "bullmq";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { secureHeaders } from "hono/secure-headers";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { type AuditLog, AuditValidationError } from "../onboarding/audit.ts";
+import { type AdminRole, authenticate } from "./admin-auth.ts";
+import { ADMIN_CSP } from "./admin-csp.ts";
+
+export interface AdminRoutesOptions {
+  queues: Queue[];
+  /** Full access: retry, clean, pause/resume (the kill switch), promote, add. */
+  adminToken?: string;
+  /** Read-only access to the same pages and the audit trail. */
+  viewerToken?: string;
+  /** Where the admin surface lives, e.g. "/admin". */
+  basePath: string;
+  audit: AuditLog;
+  logger?: Logger;
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD"]);
+const REALM = "gitlab-entra-bot admin";
+
+const auditQuerySchema = z.object({
+  project: z.coerce.number().int().positive().optional(),
+  since: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+  cursor: z.string().min(1).max(64).optional(),
+});
+
+/**
+ * The admin surface: Bull Board at `${basePath}/queues` and the audit trail at `${basePath}/audit`.
+ * Every path under basePath (pages, API, static assets, unknown paths) needs a token. Routes carry their
+ * full path, so mount the result at the root: `app.route("/", createAdminRoutes({ basePath: "/admin", ... }))`.
+ *
+ * - No token configured: every path under basePath answers 503 with a message saying how to enable it.
+ * - Admin token: the full board. Viewer token: a separate read-only board instance, and any non-GET is
+ *   refused with 403 before it reaches Bull Board.
+ * - Unsafe methods from another site (Sec-Fetch-Site) are refused: the browser replays cached Basic
+ *   credentials on cross-site form posts, so the token alone does not stop CSRF.
+ */
+export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
+  const base = normaliseBasePath(opts.basePath);
+  const { adminToken, viewerToken } = opts;
+  if (adminToken && viewerToken && adminToken === viewerToken) {
+    throw new Error("ADMIN_VIEWER_TOKEN must differ from ADMIN_TOKEN: otherwise viewers get full access");
+  }
+  const enabled = Boolean(adminToken || viewerToken);
+  const app = new Hono();
+
+  const headers = secureHeaders({ contentSecurityPolicy: ADMIN_CSP, crossOriginEmbedderPolicy: false });
+  const guard: MiddlewareHandler = async (c, next) => {
+    if (!enabled) {
+      return c.json(
+        {
+          error: "admin_disabled",
+          message:
+            "The admin interface is disabled: set ADMIN_TOKEN (full access) and/or ADMIN_VIEWER_TOKEN (read-only) to enable it.",
+        },
+        503,
+      );
+    }
+    const role = authenticate(c.req.header("authorization"), { adminToken, viewerToken });
+    if (!role) {
+      c.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
+      c.header("WWW-Authenticate", `Bearer realm="${REALM}"`, { append: true });
+      return c.json(
+        {
+          error: "unauthorized",
+          message: "Send Authorization: Bearer <token>, or Basic auth with the token as password.",
+        },
+        401,
+      );
+    }
+    const unsafe = !SAFE_METHODS.has(c.req.method);
+    if (unsafe && role !== "admin") {
+      opts.logger?.warn({ method: c.req.method, path: c.req.path }, "admin: viewer attempted a write");
+      return c.json({ error: "forbidden", message: "The viewer token is read-only." }, 403);
+    }
+    if (unsafe && isCrossSite(c)) {
+      return c.json({ error: "forbidden", message: "Cross-site requests may not change queues." }, 403);
+    }
+    if (unsafe) {
+      opts.logger?.info({ method: c.req.method, path: c.req.path, role }, "admin action");
+    }
+    await next();
+    // Admin pages and data are per-user and sensitive; static assets are hashed and safe to keep privately.
+    if (!c.res.headers.has("Cache-Control")) {
+      c.res.headers.set("Cache-Control", isStatic(c, base) ? "private, max-age=86400" : "no-store");
+    }
+  };
+  // Hono's `/x/*` also matches `/x`, so one registration covers basePath itself and everything under it.
+  app.use(`${base}/*`, headers, guard);
+
+  const adminBoard = enabled && adminToken ? createBoard(opts.queues, `${base}/queues`, false) : undefined;
+  const viewerBoard = enabled ? createBoard(opts.queues, `${base}/queues`, true) : undefined;
+
+  const dispatch = (c: Context) => {
+    const role = authenticate(c.req.header("authorization"), { adminToken, viewerToken });
+    const board = role === "admin" ? adminBoard : viewerBoard;
+    if (!board) return c.notFound();
+    return board.fetch(c.req.raw);
+  };
+  app.all(`${base}/queues`, dispatch);
+  app.all(`${base}/queues/*`, dispatch);
+
+  app.get(`${base}/audit`, async (c) => {
+    const parsed = auditQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      return c.json(
+        {
+          error: "bad_request",
+          issues: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`),
+        },
+        400,
+      );
+    }
+    try {
+      return c.json(await opts.audit.query(parsed.data));
+    } catch (e) {
+      if (e instanceof AuditValidationError) return c.json({ error: "bad_request", issues: e.issues }, 400);
+      throw e;
+    }
+  });
+
+  app.get(base, (c) =>
+    c.json({ queues: `${base}/queues`, audit: `${base}/audit?project=&since=&limit=&cursor=` }),
+  );
+  app.all(`${base}/*`, (c) => c.json({ error: "not_found" }, 404));
+  return app;
+}
+
+type BoardServerAdapter = Parameters<typeof createBullBoard>[0]["serverAdapter"];
+
+/** One Bull Board instance, already routed under its full path so the request can be handed over as is. */
+function createBoard(queues: Queue[], path: string, readOnly: boolean): Hono {
+  const adapter = new HonoAdapter(serveStatic);
+  adapter.setBasePath(path);
+  createBullBoard({
+    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: readOnly, allowRetries: !readOnly })),
+    // @bull-board/hono 9.10.1 pins its own copy of @bull-board/api 9.10.1, whose private fields make the
+    // otherwise identical types incompatible with our 9.10.2; the adapter only stores what it is given.
+    serverAdapter: adapter as unknown as BoardServerAdapter,
+    options: {
+      uiConfig: {
+        boardTitle: readOnly ? "gitlab-entra-bot (read-only)" : "gitlab-entra-bot",
+        hideDocsLink: true,
+      },
+    },
+  });
+  // The adapter's Hono comes from hono's CommonJS build; it is only ever called through fetch().
+  return new Hono().route(path, adapter.registerPlugin() as unknown as Hono);
+}
+
+function normaliseBasePath(p: string): string {
+  const trimmed = p.replace(/\/+$/, "");
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(trimmed) || trimmed === "") {
+    throw new Error(`admin basePath must be an absolute path such as "/admin", got "${p}"`);
+  }
+  return trimmed;
+}
+
+function isStatic(c: Context, base: string): boolean {
+  return c.req.method === "GET" && c.req.path.startsWith(`${base}/queues/static/`) && c.res.status === 200;
+}
+
+function isCrossSite(c: Context): boolean {
+  const site = c.req.header("sec-fetch-site");
+  return site === "cross-site" || site === "same-site";
+}
+
+export type { AdminRole };
