@@ -1,0 +1,156 @@
+import type { Policy } from "../config/policy.ts";
+
+/**
+ * `/entra ...` slash commands in issue comments. GitLab runs its own quick actions server-side, one per
+ * line; `/entra` is not one of them, so the bot owns exactly the lines that start with it.
+ */
+
+export const COMMAND_WORDS = ["onboard", "plan", "status", "offboard", "help", "doctor"] as const;
+export type CommandWord = (typeof COMMAND_WORDS)[number];
+
+export type ParsedCommand =
+  | { kind: "onboard" | "plan" | "offboard"; environments: string[] }
+  | { kind: "status" }
+  | { kind: "help" }
+  /** `rest`: everything after the word, raw (claims pasted from a failed pipeline span several lines). */
+  | { kind: "doctor"; rest: string }
+  | { kind: "unknown"; word: string; suggestion?: CommandWord };
+
+const PREFIX = /^\s*\/entra(?=\s|$)/i;
+/** The intake puts this in job data; commands never need more. */
+export const MAX_COMMAND_LENGTH = 4000;
+
+/**
+ * The command as the intake should forward it: the first line starting with `/entra` outside fenced code
+ * blocks, trimmed; for `doctor` also the remaining lines of the comment. null when there is none.
+ */
+export function findCommandLine(note: string): string | null {
+  const lines = note.split(/\r?\n/);
+  let fenced = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? "";
+    if (/^\s*(```|~~~)/.test(line)) {
+      fenced = !fenced;
+      continue;
+    }
+    if (fenced || !PREFIX.test(line)) continue;
+    const head = line.trim();
+    const word = head.split(/\s+/)[1]?.toLowerCase();
+    const text = word === "doctor" ? [head, ...lines.slice(i + 1)].join("\n").trimEnd() : head;
+    return text.slice(0, MAX_COMMAND_LENGTH);
+  }
+  return null;
+}
+
+/** Parses a comment (or the line findCommandLine returned). null when it holds no `/entra` command. */
+export function parseCommand(note: string): ParsedCommand | null {
+  const text = findCommandLine(note);
+  if (text === null) return null;
+  const afterPrefix = text.replace(PREFIX, "");
+  const match = afterPrefix.match(/^\s*(\S+)/);
+  if (!match?.[1]) return { kind: "help" };
+  const word = match[1].toLowerCase();
+  const rest = afterPrefix.slice((match.index ?? 0) + match[0].length);
+  switch (word) {
+    case "onboard":
+    case "plan":
+    case "offboard":
+      return { kind: word, environments: environmentArgs(rest.split("\n")[0] ?? "") };
+    case "status":
+      return { kind: "status" };
+    case "help":
+      return { kind: "help" };
+    case "doctor":
+      return { kind: "doctor", rest: rest.replace(/^[ \t]+/, "") };
+    default: {
+      const suggestion = suggest(word);
+      return suggestion ? { kind: "unknown", word, suggestion } : { kind: "unknown", word };
+    }
+  }
+}
+
+/** `staging, production review/x` -> ["staging", "production", "review/x"], order kept, duplicates dropped. */
+function environmentArgs(text: string): string[] {
+  const names = text
+    .split(/[\s,]+/)
+    .map((s) => s.replace(/^[`"']+|[`"']+$/g, ""))
+    .filter(Boolean);
+  return [...new Set(names)];
+}
+
+/** Optimal-string-alignment distance (Damerau-Levenshtein with adjacent transpositions). */
+export function editDistance(a: string, b: string): number {
+  const rows = a.length + 1;
+  const cols = b.length + 1;
+  const d: number[][] = Array.from({ length: rows }, (_, i) =>
+    Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number) => d[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i < rows; i++) {
+    for (let j = 1; j < cols; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, at(i - 2, j - 2) + 1);
+      const row = d[i];
+      if (row) row[j] = v;
+    }
+  }
+  return at(a.length, b.length);
+}
+
+function suggest(word: string): CommandWord | undefined {
+  let best: { w: CommandWord; d: number } | undefined;
+  for (const w of COMMAND_WORDS) {
+    const dist = editDistance(word, w);
+    if (dist <= 2 && (!best || dist < best.d)) best = { w, d: dist };
+  }
+  return best?.w;
+}
+
+const ROLE_LABEL: Record<string, string> = {
+  guest: "Guest",
+  reporter: "Reporter",
+  developer: "Developer",
+  maintainer: "Maintainer",
+  owner: "Owner",
+};
+
+export function roleLabel(name: string): string {
+  return ROLE_LABEL[name] ?? name;
+}
+
+/** Markdown answer to `/entra help`, built from the policy so it always tells the truth about this install. */
+export function helpText(policy: Policy): string {
+  const envRows = Object.entries(policy.environments).map(([name, rule]) => {
+    const refs = rule.refs.map((r) => `\`${r}\``).join(", ");
+    return `| \`${name}\` | ${refs} | ${roleLabel(rule.minAccessLevel)} | ${rule.onFirstDeployment ? "yes" : "no"} |`;
+  });
+  const defaults = policy.onProjectCreate.environments;
+  return [
+    "### `/entra` commands",
+    "",
+    "Write the command on its own line in a comment on any issue of this project.",
+    "",
+    "| Command | What it does |",
+    "|---|---|",
+    "| `/entra onboard [env ...]` | Creates or repairs the Azure identity of each environment and posts the CI snippet |",
+    "| `/entra plan [env ...]` | Shows what `onboard` would change, without changing anything |",
+    "| `/entra status` | Shows the identities and federated credentials this project has |",
+    "| `/entra offboard [env ...]` | Removes the identities (pipelines of those environments can no longer log in) |",
+    "| `/entra doctor <claims>` | Explains a failed `az login`: paste the decoded iss/sub/aud the CI snippet prints |",
+    "| `/entra help` | This message |",
+    "",
+    defaults.length
+      ? `Without environment names, \`onboard\` and \`plan\` use: ${defaults.map((e) => `\`${e}\``).join(", ")}.`
+      : "Name the environments to onboard, e.g. `/entra onboard staging`.",
+    "",
+    "#### Environments the policy allows",
+    "",
+    "| Environment | Refs that may log in | Minimum role to run commands | Onboarded on first deployment |",
+    "|---|---|---|---|",
+    ...envRows,
+    "",
+    `Token subject: \`${policy.gitlab.subClaimComponents.join(", ")}\`; audience: \`${policy.gitlab.audience}\`.`,
+  ].join("\n");
+}
