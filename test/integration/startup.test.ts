@@ -150,7 +150,9 @@ environments:
 `);
     const r = await run({ ...base, POLICY_FILE: path }, ["--role=api"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/onProjectCreate\.environments: environment "qa" has no rule under environments:/);
+    expect(r.stderr).toMatch(
+      /onProjectCreate\.environments: environment "qa" has no rule under environments:/,
+    );
   });
 
   it("starts with the example policy and a good environment", async () => {
