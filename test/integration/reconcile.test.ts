@@ -1,0 +1,294 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Config } from "../../src/config/env.ts";
+import { parsePolicy } from "../../src/config/policy.ts";
+import { EntraError } from "../../src/entra/errors.ts";
+import { createGraphApiFromConfig } from "../../src/entra/graph-client.ts";
+import { type OnboardingDeps, offboardProject, onboardProject } from "../../src/onboarding/onboard.ts";
+import { startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
+
+const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const BOT = { clientId: "0b0b0b0b-1111-2222-3333-444444444444", clientSecret: "sim-secret-not-real" };
+const G_PROD = "aaaaaaaa-0000-0000-0000-000000000001";
+const G_STAGE = "aaaaaaaa-0000-0000-0000-000000000002";
+const G_OTHER = "aaaaaaaa-0000-0000-0000-000000000003";
+const ISSUER = "https://gitlab.example.com";
+
+const policyText = (prodGroups = [G_PROD], stagingRefs = ["branch:main", "branch:develop"]) => `
+environments:
+  production:
+    refs: ["branch:main"]
+    groups: ${JSON.stringify(prodGroups)}
+  staging:
+    refs: ${JSON.stringify(stagingRefs)}
+    groups: ["${G_STAGE}"]
+`;
+
+let sim: Awaited<ReturnType<typeof startEntraSimulator>>;
+let redis: Redis;
+let deps: OnboardingDeps;
+const prefix = uniquePrefix("reconcile");
+let nextProject = 1000;
+const newProject = () => ({ id: ++nextProject, path: `acme/svc-${nextProject}` });
+
+beforeAll(async () => {
+  sim = await startEntraSimulator({
+    tenantId: TENANT,
+    bot: BOT,
+    groups: [
+      { id: G_PROD, displayName: "prod-deployers" },
+      { id: G_STAGE, displayName: "staging-deployers" },
+      { id: G_OTHER, displayName: "other" },
+    ],
+  });
+  redis = new Redis(TEST_REDIS_URL);
+  const azure: Config["azure"] = {
+    credential: { kind: "secret", tenantId: TENANT, clientId: BOT.clientId, clientSecret: BOT.clientSecret },
+    authorityHost: sim.url,
+    graphBaseUrl: sim.url,
+  };
+  deps = {
+    graph: createGraphApiFromConfig({ azure } as Config),
+    redis,
+    keyPrefix: prefix,
+    policy: parsePolicy(policyText()),
+    issuer: ISSUER,
+    tenantId: TENANT,
+    notFoundBaseMs: 10,
+    lock: { leaseMs: 5000, waitMs: 20_000, pollMs: 5 },
+  };
+});
+
+afterAll(async () => {
+  await sim?.close();
+  await deletePrefix(prefix);
+  await redis?.quit();
+});
+
+beforeEach(() => {
+  sim.faults.reset();
+  sim.stats.reset();
+});
+
+const appsOf = (projectId: number) =>
+  [...sim.state.applications.values()].filter((a) => a.tags.includes(`gitlab-project:${projectId}`));
+
+describe("onboardProject against the Entra simulator", () => {
+  it("creates one app + SP per environment with the minimum number of Graph requests", async () => {
+    const project = newProject();
+    // Warm the token cache so only Graph traffic is counted.
+    await deps.graph.listApplicationsByTag("warm-up");
+    sim.stats.reset();
+
+    const res = await onboardProject(deps, {
+      project,
+      environments: ["production", "staging"],
+      mode: "apply",
+    });
+    expect(res.environments.map((e) => e.status)).toEqual(["changed", "changed"]);
+    // production: list apps (R), create app, upsert SP, upsert 1 FIC, add 1 group = 1 R + 4 W
+    // staging:    list apps (R), create app, upsert SP, upsert 2 FICs, add 1 group = 1 R + 5 W
+    expect(sim.stats.reads()).toBe(2);
+    expect(sim.stats.writes()).toBe(9);
+    const calls = sim.stats.requests
+      .filter((r) => r.kind === "graph")
+      .map((r) => `${r.method} ${r.path.replace(/[0-9a-f-]{36}/g, "{id}")} ${r.status}`);
+    expect(calls.slice(0, 5)).toEqual([
+      "GET /v1.0/applications 200",
+      "POST /v1.0/applications 201",
+      "PATCH /v1.0/servicePrincipals(appId='{id}') 201",
+      expect.stringMatching(
+        /^PATCH \/v1\.0\/applications\/\{id\}\/federatedIdentityCredentials\(name='gitlab-branch-main-[0-9a-f]{10}'\) 201$/,
+      ),
+      "POST /v1.0/groups/{id}/members/$ref 204",
+    ]);
+
+    const apps = appsOf(project.id);
+    expect(apps).toHaveLength(2);
+    const prod = apps.find((a) => a.tags.includes("gitlab-env:production"));
+    expect(prod?.signInAudience).toBe("AzureADMyOrg");
+    expect(prod?.fics.map((f) => f.subject)).toEqual([
+      `project_path:${project.path}:ref_type:branch:ref:main`,
+    ]);
+    expect(prod?.fics[0]?.issuer).toBe(ISSUER);
+    expect(prod?.fics[0]?.audiences).toEqual(["api://AzureADTokenExchange"]);
+    const prodOutcome = res.environments[0];
+    expect(prodOutcome?.identity?.appId).toBe(prod?.appId);
+    expect(sim.state.groups.get(G_PROD)?.members.has(prodOutcome?.identity?.spObjectId ?? "")).toBe(true);
+    const stagingSp = res.environments[1]?.identity?.spObjectId ?? "";
+    expect(sim.state.groups.get(G_PROD)?.members.has(stagingSp)).toBe(false);
+  });
+
+  it("replaying a successful onboarding 100 times makes zero Graph writes", async () => {
+    const project = newProject();
+    await onboardProject(deps, { project, environments: ["production", "staging"], mode: "apply" });
+    sim.stats.reset();
+    for (let i = 0; i < 100; i++) {
+      const res = await onboardProject(deps, {
+        project,
+        environments: ["production", "staging"],
+        mode: "apply",
+      });
+      expect(res.environments.every((e) => e.status === "unchanged" && e.changes.length === 0)).toBe(true);
+    }
+    expect(sim.stats.writes()).toBe(0);
+    // An already-correct identity costs exactly 4 reads: app list, SP, FIC list, memberOf.
+    expect(sim.stats.reads()).toBe(100 * 2 * 4);
+    expect(appsOf(project.id)).toHaveLength(2);
+  });
+
+  it("plan mode reports the writes it would make and writes nothing", async () => {
+    const project = newProject();
+    const res = await onboardProject(deps, { project, environments: ["staging"], mode: "plan" });
+    expect(res.environments[0]?.status).toBe("would-change");
+    expect(res.environments[0]?.changes.map((c) => `${c.op} ${c.kind}`)).toEqual([
+      "create application",
+      "create servicePrincipal",
+      "create federatedIdentityCredential",
+      "create federatedIdentityCredential",
+      "add groupMembership",
+    ]);
+    expect(sim.stats.writes()).toBe(0);
+    expect(appsOf(project.id)).toHaveLength(0);
+  });
+
+  it("repairs drift and follows policy changes: stale FICs deleted, groups swapped, subjects re-set", async () => {
+    const project = newProject();
+    const first = await onboardProject(deps, { project, environments: ["staging"], mode: "apply" });
+    const app = appsOf(project.id)[0];
+    if (!app) throw new Error("no app");
+    // Out-of-band damage: a FIC's subject edited, a foreign FIC added.
+    const fic = app.fics[0];
+    if (fic) fic.subject = "tampered";
+    const ficCountBefore = app.fics.length;
+
+    const changedPolicy = { ...deps, policy: parsePolicy(policyText([G_PROD], ["branch:main"])) };
+    const res = await onboardProject(changedPolicy, { project, environments: ["staging"], mode: "apply" });
+    const ops = res.environments[0]?.changes.map((c) => `${c.op} ${c.kind}`) ?? [];
+    expect(ops).toContain("delete federatedIdentityCredential");
+    expect(ops).toContain("update federatedIdentityCredential");
+    expect(app.fics).toHaveLength(ficCountBefore - 1);
+    expect(app.fics[0]?.subject).toBe(`project_path:${project.path}:ref_type:branch:ref:main`);
+    expect(first.environments[0]?.identity?.appId).toBe(res.environments[0]?.identity?.appId);
+  });
+
+  it("moves the SP between groups when the policy's groups change", async () => {
+    const project = newProject();
+    const first = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
+    const sp = first.environments[0]?.identity?.spObjectId ?? "";
+    const moved = { ...deps, policy: parsePolicy(policyText([G_OTHER])) };
+    const res = await onboardProject(moved, { project, environments: ["production"], mode: "apply" });
+    expect(res.environments[0]?.changes.map((c) => `${c.op} ${c.target}`)).toEqual([
+      `add ${G_OTHER}`,
+      `remove ${G_PROD}`,
+    ]);
+    expect(sim.state.groups.get(G_PROD)?.members.has(sp)).toBe(false);
+    expect(sim.state.groups.get(G_OTHER)?.members.has(sp)).toBe(true);
+  });
+
+  it("refuses environments without a policy rule, naming the policy key", async () => {
+    const res = await onboardProject(deps, { project: newProject(), environments: ["qa"], mode: "apply" });
+    expect(res.environments[0]?.status).toBe("refused");
+    expect(res.environments[0]?.message).toContain("environments.qa");
+    expect(sim.stats.requests.filter((r) => r.kind !== "login")).toHaveLength(0);
+  });
+
+  it("offboards FICs, memberships, SP and app", async () => {
+    const project = newProject();
+    const on = await onboardProject(deps, {
+      project,
+      environments: ["production", "staging"],
+      mode: "apply",
+    });
+    const sps = on.environments.map((e) => e.identity?.spObjectId ?? "");
+    const plan = await offboardProject(deps, { projectId: project.id, mode: "plan" });
+    expect(plan.environments.every((e) => e.status === "would-change")).toBe(true);
+    expect(appsOf(project.id)).toHaveLength(2);
+
+    const off = await offboardProject(deps, {
+      projectId: project.id,
+      environments: ["staging"],
+      mode: "apply",
+    });
+    expect(off.environments.map((e) => e.status)).toEqual(["removed"]);
+    expect(appsOf(project.id)).toHaveLength(1);
+    expect(sim.state.groups.get(G_STAGE)?.members.has(sps[1] ?? "")).toBe(false);
+    expect([...sim.state.servicePrincipals.values()].some((s) => s.id === sps[1])).toBe(false);
+
+    await offboardProject(deps, { projectId: project.id, mode: "apply" });
+    expect(appsOf(project.id)).toHaveLength(0);
+    const again = await offboardProject(deps, { projectId: project.id, mode: "apply" });
+    expect(again.environments).toEqual([]);
+  });
+
+  it("10 concurrent onboardings of one project create exactly one app per environment", async () => {
+    const project = newProject();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        onboardProject(deps, { project, environments: ["production", "staging"], mode: "apply" }),
+      ),
+    );
+    expect(appsOf(project.id)).toHaveLength(2);
+    const appIds = new Set(results.flatMap((r) => r.environments.map((e) => e.identity?.appId)));
+    expect(appIds.size).toBe(2);
+    expect(results.filter((r) => r.environments[0]?.status === "changed")).toHaveLength(1);
+  });
+});
+
+describe("Graph failures become typed errors", () => {
+  it("429 -> retryable GRAPH_THROTTLED with Retry-After in ms", async () => {
+    sim.faults.failNext(1, 429, { retryAfterSeconds: 2.128 });
+    const err = await onboardProject(deps, {
+      project: newProject(),
+      environments: ["production"],
+      mode: "apply",
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(EntraError);
+    expect(err.code).toBe("GRAPH_THROTTLED");
+    expect(err.permanent).toBe(false);
+    expect(err.retryAfterMs).toBe(2128);
+    expect(err.requestId).toBeTruthy();
+  });
+
+  it("503 -> retryable GRAPH_UNAVAILABLE", async () => {
+    sim.faults.failNext(1, 503, { retryAfterSeconds: 1 });
+    const err = await onboardProject(deps, {
+      project: newProject(),
+      environments: ["production"],
+      mode: "apply",
+    }).catch((e) => e);
+    expect(err.code).toBe("GRAPH_UNAVAILABLE");
+    expect(err.permanent).toBe(false);
+    expect(err.retryAfterMs).toBe(1000);
+  });
+
+  it("403 on group add -> permanent failure naming the missing permission; rerun converges", async () => {
+    const project = newProject();
+    sim.faults.failNext(1, 403, { pathIncludes: "/members/$ref" });
+    const res = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
+    expect(res.environments[0]?.status).toBe("failed");
+    expect(res.environments[0]?.message).toContain("GroupMember.ReadWrite.All");
+    expect(res.environments[0]?.message).toMatch(/request-id/);
+    const again = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
+    expect(again.environments[0]?.status).toBe("changed");
+    expect(again.environments[0]?.changes.map((c) => c.kind)).toEqual(["groupMembership"]);
+    expect(appsOf(project.id)).toHaveLength(1);
+  });
+
+  it("rides out replication delay on just-created objects", async () => {
+    sim.faults.replicationDelayMs = 80;
+    const project = newProject();
+    const lines: string[] = [];
+    const res = await onboardProject(
+      { ...deps, log: (l) => lines.push(l) },
+      { project, environments: ["production"], mode: "apply" },
+    );
+    expect(lines.some((l) => l.includes("not replicated yet"))).toBe(true);
+    expect(sim.stats.requests.some((r) => r.status === 404)).toBe(true);
+    expect(res.environments[0]?.status).toBe("changed");
+    expect(sim.state.groups.get(G_PROD)?.members.has(res.environments[0]?.identity?.spObjectId ?? "")).toBe(
+      true,
+    );
+  });
+});
