@@ -137,11 +137,14 @@ export class AuditLog {
   readonly #redis: Redis;
   readonly #key: string;
   readonly #logger: Logger | undefined;
+  readonly #maxScan: number;
 
-  constructor(redis: Redis, opts: { key: string; logger?: Logger }) {
+  /** `maxScanPerQuery` bounds the entries one filtered `query` reads (default 10,000). */
+  constructor(redis: Redis, opts: { key: string; logger?: Logger; maxScanPerQuery?: number }) {
     this.#redis = redis;
     this.#key = opts.key;
     this.#logger = opts.logger;
+    this.#maxScan = Math.max(opts.maxScanPerQuery ?? MAX_SCAN_PER_QUERY, SCAN_BATCH);
   }
 
   /** Validates, stores and logs one record; returns its stream id. Throws AuditValidationError on bad input. */
@@ -199,7 +202,7 @@ export class AuditLog {
         records.push(rec);
       }
       if (batch.length < SCAN_BATCH) return { records };
-      if (scanned >= MAX_SCAN_PER_QUERY && lastScanned) {
+      if (scanned >= this.#maxScan && lastScanned) {
         // Hand back what we have; the client continues from where the scan stopped.
         // Every scanned entry after the last returned record failed the filter, so resuming there skips nothing.
         return { records, nextCursor: lastScanned };

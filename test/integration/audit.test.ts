@@ -102,6 +102,24 @@ describe("AuditLog", () => {
     await expect(log.query({ since: "yesterday-ish" })).rejects.toBeInstanceOf(AuditValidationError);
   });
 
+  it("bounds the scan of a filtered query and hands back a cursor that skips nothing", async () => {
+    const log = new AuditLog(redis, { key: `${prefix}:scan`, maxScanPerQuery: 200 });
+    for (let i = 0; i < 449; i++) await log.append(rec(1));
+    const rare = await log.append(rec(2));
+    const pages: { records: string[]; nextCursor?: string }[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await log.query({ project: 2, limit: 10, ...(cursor ? { cursor } : {}) });
+      pages.push({
+        records: page.records.map((r) => r.id),
+        ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}),
+      });
+      cursor = page.nextCursor;
+    } while (cursor);
+    // 450 entries, 200 per request: two empty pages that still carry a cursor, then the match.
+    expect(pages.map((p) => p.records)).toEqual([[], [], [rare]]);
+  });
+
   it("exports every record in append order, with filters", async () => {
     const log = newLog("export");
     const ids: string[] = [];
