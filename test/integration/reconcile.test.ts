@@ -276,6 +276,31 @@ describe("Graph failures become typed errors", () => {
     expect(appsOf(project.id)).toHaveLength(1);
   });
 
+  it("a wrong bot secret -> permanent AUTH_FAILED that never echoes the secret", async () => {
+    const azure: Config["azure"] = {
+      credential: {
+        kind: "secret",
+        tenantId: TENANT,
+        clientId: BOT.clientId,
+        clientSecret: "wrong-secret-value",
+      },
+      authorityHost: sim.url,
+      graphBaseUrl: sim.url,
+    };
+    const bad = { ...deps, graph: createGraphApiFromConfig({ azure } as Config) };
+    const res = await onboardProject(bad, {
+      project: newProject(),
+      environments: ["production"],
+      mode: "apply",
+    });
+    expect(res.environments[0]?.status).toBe("failed");
+    expect(res.environments[0]?.message).toMatch(
+      /^The bot could not get a Graph token.*AADSTS7000215.*AZURE_CLIENT_ID/s,
+    );
+    expect(JSON.stringify(res)).not.toContain("wrong-secret-value");
+    expect(sim.stats.writes()).toBe(0);
+  });
+
   it("rides out replication delay on just-created objects", async () => {
     sim.faults.replicationDelayMs = 80;
     const project = newProject();
