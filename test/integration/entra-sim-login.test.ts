@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
 
 const TENANT = "11111111-2222-3333-4444-555555555555";
+// biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON and assert on its exact shape
+type Json = any;
 const BOT = { clientId: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", clientSecret: "s3cret-value" };
 
 let sim: EntraSimulator;
@@ -60,7 +62,7 @@ describe("Entra simulator login authority with the real @azure/identity", () => 
       }),
     });
     expect(res.status).toBe(401);
-    const body = await res.json();
+    const body: Json = await res.json();
     expect(body).toMatchObject({ error: "invalid_client", error_codes: [7000215] });
     expect(body.error_description).toMatch(/^AADSTS7000215: Invalid client secret provided/);
     expect(Object.keys(body).sort()).toEqual(
@@ -98,7 +100,7 @@ describe("Entra simulator login authority with the real @azure/identity", () => 
       });
       expect(res.status).toBe(401);
       expect(res.headers.get("request-id")).toMatch(/^[0-9a-f-]{36}$/);
-      const body = await res.json();
+      const body: Json = await res.json();
       expect(body.error.code).toBe("InvalidAuthenticationToken");
       expect(body.error.innerError["request-id"]).toBe(res.headers.get("request-id"));
     }
@@ -110,6 +112,6 @@ describe("Entra simulator login authority with the real @azure/identity", () => 
       headers: { authorization: `Bearer ${token.token}`, "accept-language": "en-US" },
     });
     expect(res.status).toBe(401);
-    expect((await res.json()).error.message).toMatch(/Invalid audience/);
+    expect(((await res.json()) as Json).error.message).toMatch(/Invalid audience/);
   });
 });

@@ -103,6 +103,7 @@ function appJson(_env: GraphEnv, app: SimApp): Record<string, unknown> {
     optionalClaims: null,
     addIns: [],
     publisherDomain: "sandbox.onmicrosoft.com",
+    samlMetadataUrl: null,
     serviceManagementReference: null,
     signInAudience: app.signInAudience,
     tags: [...app.tags],
