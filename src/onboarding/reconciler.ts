@@ -177,7 +177,20 @@ export async function reconcileIdentity(
     if (apply && sp) {
       const spId = sp.id;
       const add = () => graph.addGroupMember(g, spId);
-      await (createdSp ? retryNotFound(opts, `add to group ${g}`, add) : add());
+      try {
+        await (createdSp ? retryNotFound(opts, `add to group ${g}`, add) : add());
+      } catch (err) {
+        // An established principal cannot be missing, so the 404 is the group: a policy error, not a retry.
+        if (createdSp || !(err instanceof EntraError) || err.code !== "GRAPH_NOT_FOUND") throw err;
+        throw new EntraError({
+          code: "GRAPH_NOT_FOUND",
+          permanent: true,
+          status: err.status,
+          graphCode: err.graphCode,
+          requestId: err.requestId,
+          message: `group ${g} (policy key environments.${plan.rule}.groups) does not exist in the tenant; fix the group object id in the policy. ${err.message}`,
+        });
+      }
     }
   }
   for (const g of memberOf) {

@@ -301,6 +301,18 @@ describe("Graph failures become typed errors", () => {
     expect(sim.stats.writes()).toBe(0);
   });
 
+  it("a policy group that does not exist fails permanently, naming the policy key", async () => {
+    const project = newProject();
+    await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
+    const missing = "aaaaaaaa-0000-0000-0000-00000000dead";
+    const withMissing = { ...deps, policy: parsePolicy(policyText([G_PROD, missing])) };
+    const res = await onboardProject(withMissing, { project, environments: ["production"], mode: "apply" });
+    expect(res.environments[0]?.status).toBe("failed");
+    expect(res.environments[0]?.message).toContain(
+      `group ${missing} (policy key environments.production.groups)`,
+    );
+  });
+
   it("rides out replication delay on just-created objects", async () => {
     sim.faults.replicationDelayMs = 80;
     const project = newProject();
