@@ -2,7 +2,8 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config/env.ts";
 import { parsePolicy } from "../../src/config/policy.ts";
-import { EntraError } from "../../src/entra/errors.ts";
+import { graphScope, needsInstanceDiscoveryDisabled } from "../../src/entra/credential.ts";
+import { EntraError, parseRetryAfter } from "../../src/entra/errors.ts";
 import { createGraphApiFromConfig } from "../../src/entra/graph-client.ts";
 import { type OnboardingDeps, offboardProject, onboardProject } from "../../src/onboarding/onboard.ts";
 import { startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
@@ -327,5 +328,28 @@ describe("Graph failures become typed errors", () => {
     expect(sim.state.groups.get(G_PROD)?.members.has(res.environments[0]?.identity?.spObjectId ?? "")).toBe(
       true,
     );
+  });
+});
+
+describe("cloud selection and Retry-After parsing", () => {
+  it("skips instance discovery only for non-Microsoft authorities and scopes tokens to the Graph root", () => {
+    expect(needsInstanceDiscoveryDisabled("https://login.microsoftonline.com")).toBe(false);
+    expect(needsInstanceDiscoveryDisabled("https://login.microsoftonline.us")).toBe(false);
+    expect(needsInstanceDiscoveryDisabled("https://login.chinacloudapi.cn")).toBe(false);
+    expect(needsInstanceDiscoveryDisabled(sim.url)).toBe(true);
+    expect(graphScope("https://graph.microsoft.us")).toBe("https://graph.microsoft.us/.default");
+    expect(graphScope("https://microsoftgraph.chinacloudapi.cn/")).toBe(
+      "https://microsoftgraph.chinacloudapi.cn/.default",
+    );
+  });
+
+  it("reads fractional seconds and HTTP dates", () => {
+    expect(parseRetryAfter("2.128")).toBe(2128);
+    expect(parseRetryAfter("0")).toBe(0);
+    expect(
+      parseRetryAfter(new Date(Date.UTC(2030, 0, 1, 0, 0, 10)).toUTCString(), Date.UTC(2030, 0, 1)),
+    ).toBe(10_000);
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+    expect(parseRetryAfter("soon")).toBeUndefined();
   });
 });
