@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parsePolicy } from "../../src/config/policy.ts";
+import { refRuleSchema } from "../../src/config/policy-schema.ts";
 import { EntraError } from "../../src/entra/errors.ts";
 import { FIC_NAME_PATTERN } from "../../src/onboarding/naming.ts";
 import { guessTier, planIdentity, resolveIssuer } from "../../src/onboarding/planner.ts";
@@ -104,6 +105,8 @@ describe("planIdentity", () => {
           .string({ minLength: 1, maxLength: 250, unit: "grapheme" })
           .filter((r) => /^\S/.test(r) && !/[*?]/.test(r)),
         (segments, type, ref) => {
+          // Only refs the policy accepts (no line breaks, no wildcards; Git refs have neither).
+          fc.pre(refRuleSchema.safeParse(`${type}:${ref}`).success);
           const path = segments.join("/");
           const p = parsePolicy(`environments:\n  prod:\n    refs: [${JSON.stringify(`${type}:${ref}`)}]\n`);
           const plan = planIdentity({
