@@ -302,6 +302,20 @@ describe("Graph failures become typed errors", () => {
     expect(sim.stats.writes()).toBe(0);
   });
 
+  it("400 on a FIC write -> permanent GRAPH_INVALID naming the FIC and its subject", async () => {
+    const project = newProject();
+    sim.faults.failNext(1, 400, {
+      pathIncludes: "federatedIdentityCredentials",
+      code: "InvalidFederatedIdentityCredentialValue",
+    });
+    const res = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
+    expect(res.environments[0]?.status).toBe("failed");
+    expect(res.environments[0]?.message).toContain(
+      `subject "project_path:${project.path}:ref_type:branch:ref:main"`,
+    );
+    expect(res.environments[0]?.message).toContain("InvalidFederatedIdentityCredentialValue");
+  });
+
   it("a policy group that does not exist fails permanently, naming the policy key", async () => {
     const project = newProject();
     await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
