@@ -1,0 +1,75 @@
+import { environmentRule, type Policy } from "../config/policy.ts";
+import { ACCESS_LEVELS, type AccessLevelName } from "../config/policy-schema.ts";
+import type { GitLabApi } from "../gitlab/api.ts";
+import { roleLabel } from "../gitlab/commands.ts";
+
+/**
+ * Who may run a slash command: a public project lets any signed-in user comment, so the commenter's
+ * effective role (members/all: inherited and invited memberships count) must meet each named environment's
+ * `minAccessLevel`. This runs before any Entra call; a refusal changes nothing.
+ */
+
+export type AuthorizeResult = { ok: true; accessLevel: number } | { ok: false; message: string };
+
+/** Role required when a command names no environment (status, help): reading the project's setup. */
+export const MIN_LEVEL_WITHOUT_ENVIRONMENTS: AccessLevelName = "reporter";
+
+const LEVEL_NAMES: Record<number, string> = {
+  5: "Minimal Access",
+  10: "Guest",
+  15: "Planner",
+  20: "Reporter",
+  30: "Developer",
+  40: "Maintainer",
+  50: "Owner",
+};
+
+export function accessLevelName(level: number): string {
+  return LEVEL_NAMES[level] ?? `access level ${level}`;
+}
+
+export async function authorizeCommand(
+  gitlab: GitLabApi,
+  policy: Policy,
+  projectId: number,
+  userId: number,
+  environments: readonly string[],
+): Promise<AuthorizeResult> {
+  const unknown = environments.filter((env) => !environmentRule(policy, env));
+  if (unknown.length > 0) {
+    const allowed = Object.keys(policy.environments)
+      .map((k) => `\`${k}\``)
+      .join(", ");
+    return {
+      ok: false,
+      message: `The platform policy has no rule for ${unknown.map((e) => `\`${e}\``).join(", ")}, so the bot cannot set up Azure access for ${unknown.length === 1 ? "it" : "them"}. Environments the policy allows: ${allowed}. Ask your platform team to add a rule if you need one.`,
+    };
+  }
+
+  // The strictest environment decides; the first one demanding that role is named in a refusal.
+  let required: { name: AccessLevelName; env?: string } = { name: MIN_LEVEL_WITHOUT_ENVIRONMENTS };
+  const perEnv = environments.map((env) => ({
+    env,
+    name: environmentRule(policy, env)?.policy.minAccessLevel ?? "owner",
+  }));
+  if (perEnv.length > 0) {
+    const max = Math.max(...perEnv.map((e) => ACCESS_LEVELS[e.name]));
+    required = perEnv.find((e) => ACCESS_LEVELS[e.name] === max) ?? required;
+  }
+
+  const level = await gitlab.memberAccessLevel(projectId, userId);
+  const needed = ACCESS_LEVELS[required.name];
+  if (level === null) {
+    return {
+      ok: false,
+      message: `Sorry, only members of this project can use \`/entra\` commands here${required.env ? ` for \`${required.env}\`` : ""}: the ${roleLabel(required.name)} role or higher is required.`,
+    };
+  }
+  if (level < needed) {
+    return {
+      ok: false,
+      message: `Sorry, this needs the ${roleLabel(required.name)} role or higher in this project${required.env ? ` (policy for \`${required.env}\`)` : ""}; your role is ${accessLevelName(level)}. A project Maintainer can run the command instead.`,
+    };
+  }
+  return { ok: true, accessLevel: level };
+}
