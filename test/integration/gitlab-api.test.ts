@@ -311,3 +311,23 @@ describe("transient failures: one retry layer", () => {
     expect(err).toMatchObject({ code: "network", retryable: true });
   });
 });
+
+describe("helpers behind the client", () => {
+  it("parses Retry-After as seconds or as an HTTP date", async () => {
+    const { parseRetryAfter } = await import("../../src/gitlab/errors.ts");
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(parseRetryAfter("120", now)).toBe(120_000);
+    expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:30 GMT", now)).toBe(30_000);
+    expect(parseRetryAfter("soon", now)).toBeUndefined();
+    expect(parseRetryAfter(null, now)).toBeUndefined();
+  });
+
+  it("sends gitbeaker's camelCase options as GitLab's snake_case, nested filters in brackets", async () => {
+    const { decamelize, toQuery } = await import("../../src/gitlab/api-requester.ts");
+    expect(decamelize("ciIdTokenSubClaimComponents")).toBe("ci_id_token_sub_claim_components");
+    expect(decamelize("environment_scope")).toBe("environment_scope");
+    expect(
+      decodeURIComponent(toQuery({ filter: { environment_scope: "prod" }, perPage: 100, iids: [1, 2] })),
+    ).toBe("filter[environment_scope]=prod&per_page=100&iids[]=1&iids[]=2");
+  });
+});
