@@ -1,0 +1,177 @@
+import { type Diagnosis, type DiagnosisRow, type FieldCell, formatAge, type Verdict } from "./diagnose.ts";
+import { redactJwts } from "./input.ts";
+
+/**
+ * Two views of one Diagnosis: plain text for a terminal (ANSI colour only when asked, i.e. stdout is a TTY)
+ * and markdown for a GitLab comment. Values are shown JSON-quoted so whitespace and control characters are
+ * visible, and each differing field gets a two-line comparison with carets under the differing characters.
+ */
+
+/** JSON-quoted, so a trailing space or a tab is visible. */
+export function visible(value: string): string {
+  return JSON.stringify(value);
+}
+
+/** The differing middle of two strings: common prefix and suffix (not overlapping) cut off. */
+export function differingSpan(a: string, b: string): { start: number; endA: number; endB: number } {
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  return { start, endA, endB };
+}
+
+const FIELD_LABEL = { issuer: "issuer", subject: "subject", audience: "audience" } as const;
+const KIND_NOTE = {
+  case: "letter case",
+  "trailing-slash": "trailing slash",
+  whitespace: "whitespace",
+  different: "",
+} as const;
+
+/** The three-line comparison of one field: credential, token, carets under what differs. */
+export function caretLines(cell: FieldCell, colour: boolean): string[] {
+  if (!cell.diff || cell.actual === undefined) return [];
+  const expected = visible(cell.expected);
+  const actual = visible(cell.actual);
+  const { start, endA, endB } = differingSpan(expected, actual);
+  const width = Math.max(endA - start, endB - start, 1);
+  const paint = (s: string, end: number, code: string) =>
+    colour ? `${s.slice(0, start)}\u001b[${code}m${s.slice(start, end)}\u001b[0m${s.slice(end)}` : s;
+  return [
+    `credential ${paint(expected, endA, "32")}`,
+    `token      ${paint(actual, endB, "31;1")}`,
+    `           ${" ".repeat(start)}${"^".repeat(width)}`,
+  ];
+}
+
+function cellText(cell: FieldCell): string {
+  if (cell.actual === undefined) return `${cell.expected} (token: ?)`;
+  if (!cell.diff) return `${cell.expected} ✓`;
+  const note = KIND_NOTE[cell.diff.kind];
+  return `${cell.expected} ✗ at char ${cell.diff.index + 1}${note ? `, ${note}` : ""}`;
+}
+
+function age(row: DiagnosisRow): string {
+  return row.ageSeconds === undefined ? "unknown" : `${formatAge(row.ageSeconds)} ago`;
+}
+
+function expiry(d: Diagnosis): string {
+  if (d.token.exp === undefined) return "?";
+  const at = new Date(d.token.exp * 1000).toISOString();
+  const left = d.token.expiresInSeconds ?? 0;
+  return left > 0 ? `${at} (in ${formatAge(left)})` : `${at} (expired ${formatAge(-left)} ago)`;
+}
+
+function rowName(row: DiagnosisRow): string {
+  return `${row.fic.environment ?? "?"} / ${row.fic.name}${row.nearest ? " (nearest)" : ""}`;
+}
+
+const SYMBOL: Record<Verdict["severity"], string> = { error: "✗", warning: "!", info: "✓" };
+
+// ------------------------------------------------------------------------------------------------ terminal
+
+export function renderTerminal(d: Diagnosis, opts: { colour: boolean; sourceNote?: string }): string {
+  const c = (code: string, s: string) => (opts.colour ? `\u001b[${code}m${s}\u001b[0m` : s);
+  const out: string[] = [];
+  if (opts.sourceNote) out.push(c("2", opts.sourceNote), "");
+  if (d.aadsts) {
+    out.push(`Entra said: ${d.aadsts.message}`);
+    if (d.aadsts.traceId)
+      out.push(
+        `  trace id ${d.aadsts.traceId}${d.aadsts.correlationId ? `, correlation id ${d.aadsts.correlationId}` : ""}`,
+      );
+    out.push("");
+  }
+  const header = ["", "issuer", "subject", "audience", "expiry / changed"];
+  const table: string[][] = [
+    header,
+    ["ID token", d.token.iss ?? "?", d.token.sub ?? "?", d.token.aud?.join(" ") ?? "?", expiry(d)],
+    ...d.rows.map((r) => [rowName(r), cellText(r.issuer), cellText(r.subject), cellText(r.audience), age(r)]),
+  ];
+  const widths = header.map((_, i) => Math.max(...table.map((row) => (row[i] ?? "").length)));
+  table.forEach((row, n) => {
+    const line = row
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+    out.push(n === 0 ? c("1", line) : /✗/.test(line) ? line.replace(/✗/g, c("31;1", "✗")) : line);
+  });
+  const nearest = d.rows.find((r) => r.nearest);
+  if (nearest) {
+    const lines = (["issuer", "subject", "audience"] as const).flatMap((f) => {
+      const l = caretLines(nearest[f], opts.colour);
+      return l.length ? [`${FIELD_LABEL[f]}:`, ...l.map((x) => `  ${x}`)] : [];
+    });
+    if (lines.length) out.push("", `Differences from ${rowName(nearest)}:`, ...lines);
+  }
+  out.push("", c("1", "Verdict:"));
+  for (const v of d.verdicts) {
+    const colour = v.severity === "error" ? "31" : v.severity === "warning" ? "33" : "32";
+    out.push(`${c(colour, SYMBOL[v.severity])} ${v.message}`);
+    if (v.fix !== "-") out.push(`  fix: ${v.fix}`);
+  }
+  return `${redactJwts(out.join("\n"))}\n`;
+}
+
+// ------------------------------------------------------------------------------------------------ markdown
+
+/** A markdown table cell holding a literal value (pipes escaped, backticks kept from closing the span). */
+function codeCell(value: string | undefined): string {
+  if (value === undefined) return "?";
+  const safe = value.replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+  const fence = safe.includes("`") ? "``" : "`";
+  return `${fence}${safe}${fence}`;
+}
+
+function mdCell(cell: FieldCell): string {
+  if (cell.actual === undefined) return `${codeCell(cell.expected)}`;
+  if (!cell.diff) return `${codeCell(cell.expected)} ✅`;
+  const note = KIND_NOTE[cell.diff.kind];
+  return `${codeCell(cell.expected)} ❌ char ${cell.diff.index + 1}${note ? ` (${note})` : ""}`;
+}
+
+const MD_SYMBOL: Record<Verdict["severity"], string> = { error: "❌", warning: "⚠️", info: "✅" };
+
+export function renderMarkdown(d: Diagnosis, opts: { preface?: string[]; sourceNote?: string } = {}): string {
+  const out: string[] = ["### `/entra doctor`", ""];
+  if (opts.preface?.length) out.push(...opts.preface, "");
+  if (opts.sourceNote) out.push(`_${opts.sourceNote}_`, "");
+  if (d.aadsts) {
+    out.push(
+      `Entra said: ${codeCell(d.aadsts.message)}${d.aadsts.traceId ? ` (trace id \`${d.aadsts.traceId}\`)` : ""}`,
+      "",
+    );
+  }
+  out.push("**Verdict**", "");
+  for (const v of d.verdicts) {
+    out.push(`- ${MD_SYMBOL[v.severity]} **${v.message}**${v.fix !== "-" ? `<br>Fix: ${v.fix}` : ""}`);
+  }
+  out.push(
+    "",
+    "**Token vs credentials**",
+    "",
+    "| | Issuer | Subject | Audience | Expiry / changed |",
+    "|---|---|---|---|---|",
+    `| ID token | ${codeCell(d.token.iss)} | ${codeCell(d.token.sub)} | ${codeCell(d.token.aud?.join(" "))} | ${expiry(d)} |`,
+  );
+  for (const r of d.rows) {
+    out.push(
+      `| ${codeCell(r.fic.environment ?? "?")} ${codeCell(r.fic.name)}${r.nearest ? " (nearest)" : ""} | ${mdCell(r.issuer)} | ${mdCell(r.subject)} | ${mdCell(r.audience)} | ${age(r)} |`,
+    );
+  }
+  const nearest = d.rows.find((r) => r.nearest);
+  if (nearest) {
+    const lines = (["issuer", "subject", "audience"] as const).flatMap((f) => {
+      const l = caretLines(nearest[f], false);
+      return l.length ? [`${FIELD_LABEL[f]}:`, ...l.map((x) => `  ${x}`)] : [];
+    });
+    if (lines.length)
+      out.push("", `Exact differences from \`${nearest.fic.name}\`:`, "", "```text", ...lines, "```");
+  }
+  return redactJwts(out.join("\n"));
+}
