@@ -272,32 +272,43 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
     return finish({ token, rows, verdicts, input });
   }
 
+  // The environment the job deploys to decides which app Entra looked at: judge against its credentials
+  // only, and mention a match elsewhere (the same token would log in to that other environment).
+  const envRows = input.environment ? rows.filter((r) => r.fic.environment === input.environment) : [];
+  const scope = envRows.length > 0 ? envRows : rows;
   let match: MatchResult | undefined;
   let nearest: DiagnosisRow | undefined;
   if (claims.iss !== undefined && claims.sub !== undefined && claims.aud !== undefined) {
-    match = matchAssertion({ iss: claims.iss, sub: claims.sub, aud: claims.aud }, fics);
+    match = matchAssertion(
+      { iss: claims.iss, sub: claims.sub, aud: claims.aud },
+      scope.map((r) => r.fic),
+    );
     const chosen = match.ok ? match.fic : match.nearest?.fic;
-    nearest = rows.find((r) => r.fic === chosen);
+    nearest = scope.find((r) => r.fic === chosen);
   } else {
-    nearest = [...rows].sort((a, b) => distance(a) - distance(b))[0];
-  }
-  // Prefer the credential of the environment the pipeline deploys to when several are equally close.
-  if (nearest && input.environment && nearest.fic.environment !== input.environment) {
-    const sameEnv = rows.filter((r) => r.fic.environment === input.environment);
-    const best = [...sameEnv].sort((a, b) => distance(a) - distance(b))[0];
-    if (best && distance(best) <= distance(nearest)) nearest = best;
+    nearest = [...scope].sort((a, b) => distance(a) - distance(b))[0];
   }
   if (nearest) nearest.nearest = true;
 
-  const matching = rows.filter((r) => r.matches);
+  const matching = scope.filter((r) => r.matches);
   const window = input.propagationSeconds ?? 600;
   if (matching.length > 0) {
     const fresh = matching.find((r) => r.ageSeconds !== undefined && r.ageSeconds < window);
     const row = fresh ?? matching[0];
-    if (row && !expired) verdictForMatch(row, fresh !== undefined, input, add);
+    if (row && !expired) verdictForMatch(row, fresh !== undefined, input, add, matching);
     return finish({ token, rows, verdicts, input, match });
   }
-  if (nearest) explainMismatch(nearest, input, add);
+  const envs = [...new Set(scope.map((r) => r.fic.environment).filter((e): e is string => !!e))].sort();
+  if (nearest) explainMismatch(nearest, input, add, envs);
+  const elsewhere = rows.find((r) => r.matches && !scope.includes(r));
+  if (elsewhere) {
+    add({
+      code: "match",
+      severity: "info",
+      message: `the same token matches credential ${ficLabel(elsewhere.fic)}${elsewhere.fic.appId ? ` (client id ${elsewhere.fic.appId})` : ""}, not one of ${input.environment}`,
+      fix: "-",
+    });
+  }
   return finish({ token, rows, verdicts, input, match });
 }
 
@@ -313,9 +324,14 @@ function verdictForMatch(
   fresh: boolean,
   input: DiagnoseInput,
   add: (v: Verdict) => void,
+  matching: DiagnosisRow[],
 ): void {
   const label = ficLabel(row.fic);
-  const app = row.fic.appId ? ` of app ${row.fic.appId}` : "";
+  // Several environments may allow the same ref (main for staging and production): name them all.
+  const all = matching
+    .map((r) => `${ficLabel(r.fic)}${r.fic.appId ? ` of app ${r.fic.appId}` : ""}`)
+    .join("; ");
+  const ids = [...new Set(matching.map((r) => r.fic.appId).filter((id): id is string => !!id))];
   if (fresh && row.ageSeconds !== undefined) {
     add({
       code: "credential-propagating",
@@ -333,8 +349,8 @@ function verdictForMatch(
     add({
       code: "credential-matches",
       severity: "warning",
-      message: `${input.aadsts.code} was answered, yet the ${complete ? "token" : "values Entra reported"} match credential ${label}${app} (${when})`,
-      fix: `check that the job's AZURE_CLIENT_ID is ${row.fic.appId ?? "this environment's client id"}; if the credential was created or changed in the last few minutes, retry in a few minutes`,
+      message: `${input.aadsts.code} was answered, yet the ${complete ? "token" : "values Entra reported"} match credential ${all} (${when})`,
+      fix: `check that the job's AZURE_CLIENT_ID is ${ids.join(" or ") || "this environment's client id"}; if the credential was created or changed in the last few minutes, retry in a few minutes`,
     });
     return;
   }
@@ -342,13 +358,18 @@ function verdictForMatch(
     code: "match",
     severity: "info",
     message: complete
-      ? `the token matches credential ${label}${app}: Entra accepts it`
-      : `the given fields match credential ${label}${app} (the rest was not given)`,
-    fix: row.fic.appId ? `log in with client id ${row.fic.appId}` : "-",
+      ? `the token matches credential ${all}: Entra accepts it`
+      : `the given fields match credential ${all} (the rest was not given)`,
+    fix: ids.length ? `log in with client id ${ids.join(" or ")}` : "-",
   });
 }
 
-function explainMismatch(row: DiagnosisRow, input: DiagnoseInput, add: (v: Verdict) => void): void {
+function explainMismatch(
+  row: DiagnosisRow,
+  input: DiagnoseInput,
+  add: (v: Verdict) => void,
+  envs: string[],
+): void {
   const label = ficLabel(row.fic);
   const rerun = `run /entra onboard${row.fic.environment ? ` ${row.fic.environment}` : ""}`;
   const iss = row.issuer.diff;
@@ -385,7 +406,7 @@ function explainMismatch(row: DiagnosisRow, input: DiagnoseInput, add: (v: Verdi
     }
   }
   const sub = row.subject.diff;
-  if (sub) explainSubject(row, sub, input, add);
+  if (sub) explainSubject(row, sub, input, add, envs);
   const aud = row.audience.diff;
   if (aud) {
     const how = aud.kind === "different" ? "" : ` (${KIND_WORDS[aud.kind]})`;
@@ -403,6 +424,7 @@ function explainSubject(
   diff: FieldDiff,
   input: DiagnoseInput,
   add: (v: Verdict) => void,
+  envs: string[],
 ): void {
   const label = ficLabel(row.fic);
   const env = row.fic.environment;
@@ -457,7 +479,7 @@ function explainSubject(
 
   const tokenRule = refRuleOf(token);
   if (tokenRule && tokenRule !== refRuleOf(fic)) {
-    explainRef(tokenRule, row, input, add);
+    explainRef(tokenRule, row, input, add, envs);
     explained = true;
   }
   for (const component of ["deployment_tier", "environment_protected"] as const) {
@@ -479,15 +501,18 @@ function explainSubject(
   if (!explained) plain();
 }
 
+/** Without a known environment, every environment the project has credentials for is judged. */
 function explainRef(
   tokenRule: string,
   row: DiagnosisRow,
   input: DiagnoseInput,
   add: (v: Verdict) => void,
+  envs: string[],
 ): void {
-  const env = input.environment ?? input.claims.environment ?? row.fic.environment;
+  const known = input.environment ?? input.claims.environment;
+  const targets = known ? [known] : envs.length > 0 ? envs : row.fic.environment ? [row.fic.environment] : [];
   const what = describeRef(tokenRule);
-  if (!env) {
+  if (targets.length === 0) {
     add({
       code: "ref-not-allowed",
       severity: "error",
@@ -496,31 +521,32 @@ function explainRef(
     });
     return;
   }
-  const rule = environmentRule(input.policy, env);
-  if (!rule) {
-    add({
-      code: "environment-not-in-policy",
-      severity: "error",
-      message: `environment ${env} has no rule in the policy, so no credential allows ${what}`,
-      fix: `ask the platform team to add environments.${env} to the policy, then run /entra onboard ${env}`,
-    });
-    return;
+  for (const env of targets) {
+    const rule = environmentRule(input.policy, env);
+    if (!rule) {
+      add({
+        code: "environment-not-in-policy",
+        severity: "error",
+        message: `environment ${env} has no rule in the policy, so no credential allows ${what}`,
+        fix: `ask the platform team to add environments.${env} to the policy, then run /entra onboard ${env}`,
+      });
+    } else if (!rule.policy.refs.includes(tokenRule)) {
+      const allowed = rule.policy.refs.map(describeRef);
+      add({
+        code: "ref-not-allowed",
+        severity: "error",
+        message: `${what} is not allowed for ${env} by the policy (allowed: ${allowed.join(", ")})`,
+        fix: `deploy ${env} from ${allowed.join(" or ")}, or ask the platform team to add "${tokenRule}" to environments.${rule.rule}.refs, then run /entra onboard ${env}`,
+      });
+    } else {
+      add({
+        code: "ref-credential-missing",
+        severity: "error",
+        message: `the policy allows ${what} for ${env}, but no credential of the project names it yet`,
+        fix: `run /entra onboard ${env} (or wait for the reconciler); then retry in a few minutes`,
+      });
+    }
   }
-  if (!rule.policy.refs.includes(tokenRule)) {
-    add({
-      code: "ref-not-allowed",
-      severity: "error",
-      message: `${what} is not allowed for ${env} by the policy (allowed: ${rule.policy.refs.map(describeRef).join(", ")})`,
-      fix: `deploy ${env} from ${rule.policy.refs.map(describeRef).join(" or ")}, or ask the platform team to add "${tokenRule}" to environments.${rule.rule}.refs, then run /entra onboard ${env}`,
-    });
-    return;
-  }
-  add({
-    code: "ref-credential-missing",
-    severity: "error",
-    message: `the policy allows ${what} for ${env}, but no credential of the project names it yet`,
-    fix: `run /entra onboard ${env} (or wait for the reconciler); then retry in a few minutes`,
-  });
 }
 
 function finish(parts: {
