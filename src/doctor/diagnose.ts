@@ -443,7 +443,8 @@ function explainSubject(
       message: `subject differs${diff.kind === "different" ? "" : ` ${KIND_WORDS[diff.kind]}`} at character ${diff.index + 1}: token '${diff.actual}', credential ${label} '${diff.expected}'${diff.kind === "case" ? " (AADSTS7002138: Entra compares case-sensitively)" : ""}`,
       fix: `credentials must equal the token's sub exactly: ${rerun} so the bot rewrites them, and do not edit them by hand`,
     });
-  if (!token || !fic) {
+  // Surrounding whitespace is never GitLab's doing: a hand-edited credential or a pasted value.
+  if (!token || !fic || diff.kind === "whitespace") {
     plain();
     return;
   }
