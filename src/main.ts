@@ -1,3 +1,4 @@
+import pino from "pino";
 import { loadConfig, type Role } from "./config/env.ts";
 import { loadPolicyFile } from "./config/policy.ts";
 import { ConfigError, formatProblem } from "./config/problems.ts";
@@ -30,7 +31,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+  // Asynchronous stdout: a synchronous write per log line was the largest single cost on the webhook path.
+  // pino flushes it on exit.
+  const logger = createLogger(config.logLevel, pino.destination({ dest: 1, sync: false }));
   const service = await startService({ config, policy, logger });
   logger.info({ role: config.role }, "gitlab-entra-bot started");
 

@@ -1,4 +1,15 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
+
+const keys = new Map<string, KeyObject>();
+/** Decoding the token and building a KeyObject per request costs more than the HMAC itself. */
+function signingKey(token: string): KeyObject {
+  let key = keys.get(token);
+  if (!key) {
+    key = createSecretKey(Buffer.from(token.replace(/^whsec_/, ""), "base64"));
+    keys.set(token, key);
+  }
+  return key;
+}
 
 /** Standard Webhooks allow 5 minutes of clock skew either way; older deliveries are replays. */
 export const SIGNATURE_TOLERANCE_SECONDS = 5 * 60;
@@ -59,8 +70,7 @@ export function verifySignature(
   const signed = Buffer.concat([Buffer.from(`${headers.id}.${headers.timestamp}.`), rawBody]);
   let match = false;
   for (const token of signingTokens) {
-    const key = Buffer.from(token.replace(/^whsec_/, ""), "base64");
-    const expected = createHmac("sha256", key).update(signed).digest("base64");
+    const expected = createHmac("sha256", signingKey(token)).update(signed).digest("base64");
     for (const sig of presented) match = safeEqual(sig, expected) || match;
   }
   return match
