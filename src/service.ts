@@ -1,14 +1,28 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
-import { type IntentHandler, logOnlyHandler } from "../workers/events-processor.ts";
-import { type RunningWorkers, startWorkers } from "../workers/start.ts";
+import type { IntentHandler } from "../workers/events-processor.ts";
+import type { RunningWorkers, StartWorkersOptions } from "../workers/start.ts";
 import type { Config } from "./config/env.ts";
 import type { Policy } from "./config/policy.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./logging.ts";
 import { createProducerConnection } from "./queue/connection.ts";
 import { createQueues, type Queues } from "./queue/queues.ts";
+
+const KNOWN_EVENTS = new Set([
+  "System Hook",
+  "Project Hook",
+  "Note Hook",
+  "Confidential Note Hook",
+  "Deployment Hook",
+  "Pipeline Hook",
+  "Job Hook",
+]);
+/** Metric label for X-Gitlab-Event: a fixed set, so a caller cannot grow the series without bound. */
+function eventLabel(event: string): string {
+  return KNOWN_EVENTS.has(event) ? event : "other";
+}
 
 export interface Service {
   /** Base URL of the HTTP api, when this process runs it. */
@@ -24,10 +38,18 @@ export interface ServiceOptions {
   policy: Policy;
   logger: Logger;
   handler?: IntentHandler;
+  /** Clients built by the caller (tests against simulators); production builds them from config. */
+  clients?: Pick<StartWorkersOptions, "graph" | "gitlab">;
 }
 
 /** Starts the api, the workers, or both, per config.role. */
-export async function startService({ config, policy, logger, handler }: ServiceOptions): Promise<Service> {
+export async function startService({
+  config,
+  policy,
+  logger,
+  handler,
+  clients,
+}: ServiceOptions): Promise<Service> {
   const redis = createProducerConnection(config.redisUrl);
   redis.on("error", (err) => logger.debug({ err: err.message }, "redis connection error"));
   const queues = createQueues(redis, config.queuePrefix, (queue, err) =>
@@ -38,7 +60,36 @@ export async function startService({ config, policy, logger, handler }: ServiceO
   let app: Hono | undefined;
 
   if (config.role !== "worker") {
-    app = createApp({ config, policy, queue: queues.events, redis, logger });
+    const { metrics, metricsRoute, registerQueueGauges } = await import("./http/metrics.ts");
+    registerQueueGauges(queues.all());
+    const extra: Hono[] = [metricsRoute()];
+    if (config.admin.token || config.admin.viewerToken) {
+      // Bull Board is loaded only where the admin UI is enabled.
+      const { createAdminRoutes } = await import("./http/admin.ts");
+      const { AuditLog } = await import("./onboarding/audit.ts");
+      extra.push(
+        createAdminRoutes({
+          queues: queues.all(),
+          basePath: "/admin",
+          audit: new AuditLog(redis, { key: `${config.queuePrefix}:audit`, logger }),
+          logger,
+          ...(config.admin.token ? { adminToken: config.admin.token } : {}),
+          ...(config.admin.viewerToken ? { viewerToken: config.admin.viewerToken } : {}),
+        }),
+      );
+    }
+    app = createApp({
+      config,
+      policy,
+      queue: queues.events,
+      redis,
+      logger,
+      extra,
+      observe: (event, outcome, seconds) => {
+        metrics.webhooksTotal.inc({ event: eventLabel(event), outcome });
+        metrics.intakeDurationSeconds.observe(seconds);
+      },
+    });
     const created = app;
     await new Promise<void>((resolve) => {
       server = serve(
@@ -58,7 +109,17 @@ export async function startService({ config, policy, logger, handler }: ServiceO
     logger.info({ url }, "api listening");
   }
 
-  const workers = config.role !== "api" ? startWorkers(config, logger, handler ?? logOnlyHandler) : undefined;
+  // Loaded only where needed: the api process stays small (Graph, MSAL and gitbeaker are worker-only).
+  const workers =
+    config.role !== "api"
+      ? (await import("../workers/start.ts")).startWorkers({
+          config,
+          policy,
+          logger,
+          ...(handler ? { handler } : {}),
+          ...clients,
+        })
+      : undefined;
   if (workers) logger.info({ concurrency: config.workerConcurrency }, "workers started");
 
   return {

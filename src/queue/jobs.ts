@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { intentSchema, triggerSchema } from "../gitlab/intents.ts";
+import { onboardResultSchema } from "../onboarding/result-schema.ts";
 
 /** Data of a job on the events queue. Parsed again by the worker: Redis is a boundary too. */
 export const eventJobSchema = z.object({ intent: intentSchema, trigger: triggerSchema });
@@ -18,3 +19,31 @@ export const DEFAULT_JOB_OPTIONS = {
   removeOnComplete: { age: 7 * 24 * 3600, count: 50_000 },
   removeOnFail: { age: 30 * 24 * 3600, count: 100_000 },
 } as const;
+
+/**
+ * A report back to GitLab, separate from the Entra work so that a GitLab outage retries only this. Every
+ * part is idempotent (read, then write only what differs), so the whole job can be retried.
+ */
+export const reportJobSchema = z.object({
+  trigger: triggerSchema,
+  project: z.object({ id: z.number().int().positive(), path: z.string() }),
+  /** The Entra outcome the report describes (absent for help, refusals, doctor). */
+  result: onboardResultSchema.optional(),
+  /** Set ci_id_token_sub_claim_components when the policy's subjects start with project_id. */
+  subClaim: z.boolean().default(false),
+  /** Upsert env-scoped AZURE_CLIENT_ID / AZURE_TENANT_ID. */
+  ciVariables: z.boolean().default(false),
+  /** Create or update the project's onboarding issue. */
+  issue: z.boolean().default(false),
+  /** Answer a slash command in its issue; `body` absent = render from `result`. */
+  reply: z
+    .object({
+      issueIid: z.number().int().positive(),
+      noteId: z.number().int().positive(),
+      body: z.string().optional(),
+      react: z.union([z.literal("thumbsup"), z.literal("eyes"), z.literal(false)]).default("thumbsup"),
+    })
+    .optional(),
+});
+export type ReportJob = z.input<typeof reportJobSchema>;
+export type ParsedReportJob = z.infer<typeof reportJobSchema>;

@@ -1,0 +1,270 @@
+import { randomUUID } from "node:crypto";
+import type { Job } from "bullmq";
+import { environmentRule } from "../src/config/policy.ts";
+import { doctorReply } from "../src/doctor/reply.ts";
+import { helpText, parseCommand } from "../src/gitlab/commands.ts";
+import type { Intent, Trigger } from "../src/gitlab/intents.ts";
+import type { Logger } from "../src/logging.ts";
+import { authorizeCommand } from "../src/onboarding/authorize.ts";
+import { moveProject, offboardProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
+import type { OnboardResult } from "../src/onboarding/types.ts";
+import type { EventJob, ReportJob } from "../src/queue/jobs.ts";
+import { auditResult } from "./audit-changes.ts";
+import type { WorkerRuntime } from "./runtime.ts";
+
+type CommandIntent = Extract<Intent, { type: "command" }>;
+
+/** Report jobs get an id derived from the event job, so a retried event job does not report twice. */
+async function report(rt: WorkerRuntime, job: Job, data: ReportJob): Promise<string> {
+  const jobId = `report-${job.id ?? randomUUID()}`;
+  await rt.queues.reports.add("report", data, { jobId });
+  return jobId;
+}
+
+function wantsSubClaim(rt: WorkerRuntime): boolean {
+  return rt.policy.gitlab.subClaimComponents[0] === "project_id";
+}
+
+function summary(result: OnboardResult): Record<string, string> {
+  return Object.fromEntries(
+    result.environments.map((e) => [e.environment, `${e.status} (${e.changes.length} changes)`]),
+  );
+}
+
+async function onProjectCreated(
+  rt: WorkerRuntime,
+  job: Job,
+  intent: Extract<Intent, { type: "project.created" }>,
+  trigger: Trigger,
+) {
+  const envs = rt.policy.onProjectCreate.environments;
+  if (envs.length === 0) return { skipped: "policy onProjectCreate.environments is empty" };
+  const result = await onboardProject(
+    rt.onboarding((l) => void job.log(l)),
+    {
+      project: intent.project,
+      environments: envs,
+      mode: "apply",
+    },
+  );
+  await auditResult(rt, trigger, result);
+  const reportId = await report(rt, job, {
+    trigger,
+    project: intent.project,
+    result,
+    subClaim: wantsSubClaim(rt),
+    ciVariables: rt.policy.onProjectCreate.setCiVariables,
+    issue: rt.policy.onProjectCreate.openIssue,
+  });
+  return { environments: summary(result), report: reportId };
+}
+
+async function onEnvironmentSeen(
+  rt: WorkerRuntime,
+  job: Job,
+  intent: Extract<Intent, { type: "environment.seen" }>,
+  trigger: Trigger,
+) {
+  const registered = await rt.registry.get(intent.project.id);
+  const candidates: string[] = [];
+  for (const env of intent.environments) {
+    const rule = environmentRule(rt.policy, env.name, env.tier);
+    if (!rule?.policy.onFirstDeployment) continue;
+    if (registered?.environments[env.name]) continue;
+    // First sight is remembered for good: an environment offboarded on purpose is not re-onboarded by the
+    // next deployment. SET NX makes concurrent events for the same environment onboard it once.
+    const first = await rt.redis.set(
+      `${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`,
+      trigger.eventId,
+      "NX",
+    );
+    const mine =
+      first === "OK" ||
+      (await rt.redis.get(`${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`)) ===
+        trigger.eventId;
+    if (mine) candidates.push(env.name);
+  }
+  if (candidates.length === 0) return { skipped: "no environment to onboard on first sight" };
+  await job.log(`first sight of ${candidates.join(", ")} in a ${intent.source} event`);
+  const result = await onboardProject(
+    rt.onboarding((l) => void job.log(l)),
+    {
+      project: intent.project,
+      environments: candidates,
+      mode: "apply",
+    },
+  );
+  await auditResult(rt, trigger, result);
+  const reportId = await report(rt, job, {
+    trigger,
+    project: intent.project,
+    result,
+    subClaim: wantsSubClaim(rt),
+    ciVariables: rt.policy.onProjectCreate.setCiVariables,
+    issue: true,
+  });
+  return { environments: summary(result), report: reportId };
+}
+
+async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, trigger: Trigger, log: Logger) {
+  const me = await rt.gitlab.currentUser();
+  if (me.id === intent.author.id) return { skipped: "note written by the bot itself" };
+  const command = parseCommand(intent.line);
+  if (!command) return { skipped: "no /entra command" };
+  const base = { trigger, project: intent.project };
+  const reply = (body?: string, react: "thumbsup" | "eyes" | false = "thumbsup") => ({
+    issueIid: intent.issueIid,
+    noteId: intent.noteId,
+    ...(body !== undefined ? { body } : {}),
+    react,
+  });
+
+  if (command.kind === "help" || command.kind === "unknown") {
+    const preface =
+      command.kind === "unknown"
+        ? `\`/entra ${command.word}\` is not a command I know.${command.suggestion ? ` Did you mean \`/entra ${command.suggestion}\`?` : ""}\n\n`
+        : "";
+    return {
+      reply: await report(rt, job, {
+        ...base,
+        reply: reply(`${preface}${helpText(rt.policy)}`, command.kind === "help" ? "thumbsup" : false),
+      }),
+    };
+  }
+
+  const envs =
+    command.kind === "onboard" || command.kind === "plan"
+      ? command.environments.length
+        ? command.environments
+        : rt.policy.onProjectCreate.environments
+      : command.kind === "offboard"
+        ? command.environments.length
+          ? command.environments
+          : Object.keys((await rt.registry.get(intent.project.id))?.environments ?? {})
+        : [];
+  // Offboarding an environment the policy no longer has must stay possible: authorise it as the strictest rule.
+  const authEnvs = command.kind === "offboard" ? envs.filter((e) => environmentRule(rt.policy, e)) : envs;
+  const auth = await authorizeCommand(rt.gitlab, rt.policy, intent.project.id, intent.author.id, authEnvs);
+  if (!auth.ok) {
+    log.info({ user: intent.author.username, command: command.kind }, "command refused");
+    await job.log(`refused: ${auth.message}`);
+    return { refused: true, reply: await report(rt, job, { ...base, reply: reply(auth.message, false) }) };
+  }
+
+  const deps = rt.onboarding((l) => void job.log(l));
+  switch (command.kind) {
+    case "onboard":
+    case "plan": {
+      if (envs.length === 0) {
+        return {
+          reply: await report(rt, job, {
+            ...base,
+            reply: reply("Name the environments, e.g. `/entra onboard staging`.", false),
+          }),
+        };
+      }
+      const result = await onboardProject(deps, {
+        project: intent.project,
+        environments: envs,
+        mode: command.kind === "plan" ? "plan" : "apply",
+      });
+      await auditResult(rt, trigger, result);
+      const apply = command.kind === "onboard";
+      return {
+        environments: summary(result),
+        reply: await report(rt, job, {
+          ...base,
+          result,
+          subClaim: apply && wantsSubClaim(rt),
+          ciVariables: apply && rt.policy.onProjectCreate.setCiVariables,
+          issue: apply,
+          reply: reply(),
+        }),
+      };
+    }
+    case "status": {
+      const result = await projectStatus(deps, intent.project.id);
+      return {
+        environments: summary(result),
+        reply: await report(rt, job, { ...base, result, reply: reply() }),
+      };
+    }
+    case "offboard": {
+      const result = await offboardProject(deps, {
+        projectId: intent.project.id,
+        environments: envs,
+        mode: "apply",
+      });
+      await auditResult(rt, trigger, result);
+      return {
+        environments: summary(result),
+        reply: await report(rt, job, { ...base, result, reply: reply() }),
+      };
+    }
+    case "doctor": {
+      const body = await doctorReply(
+        { graph: rt.graph, policy: rt.policy, issuer: rt.issuer, registry: rt.registry, audit: rt.audit },
+        intent.project.id,
+        command.rest,
+      );
+      return { reply: await report(rt, job, { ...base, reply: reply(body) }) };
+    }
+  }
+}
+
+/** Routes one intent to its work. Throws retryable errors (BullMQ retries); permanent ones end in a report. */
+export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: EventJob, job: Job, log: Logger) {
+  switch (intent.type) {
+    case "project.created":
+      return onProjectCreated(rt, job, intent, trigger);
+    case "environment.seen":
+      return onEnvironmentSeen(rt, job, intent, trigger);
+    case "command":
+      return onCommand(rt, job, intent, trigger, log);
+    case "project.destroyed": {
+      // Stale credentials on a path that can be reused are a takeover risk: remove everything, from Entra's tags.
+      const result = await offboardProject(
+        rt.onboarding((l) => void job.log(l)),
+        {
+          projectId: intent.project.id,
+          mode: "apply",
+        },
+      );
+      await auditResult(rt, trigger, { ...result, project: intent.project });
+      await rt.registry.removeProject(intent.project.id);
+      await rt.redis
+        .scan(0, "MATCH", `${rt.config.queuePrefix}:first-seen:${intent.project.id}:*`, "COUNT", 1000)
+        .then(([, keys]) => (keys.length ? rt.redis.del(...keys) : 0));
+      return { environments: summary(result) };
+    }
+    case "project.moved": {
+      const registered = await rt.registry.get(intent.project.id);
+      const result = await moveProject(
+        rt.onboarding((l) => void job.log(l)),
+        { project: intent.project },
+      );
+      await auditResult(rt, trigger, result);
+      if (result.environments.length === 0) return { skipped: "project has no identities" };
+      // The issue shows the project path; keep it true. No CI variable or sub-claim change is needed.
+      const reportId = registered
+        ? await report(rt, job, { trigger, project: intent.project, result, issue: true })
+        : undefined;
+      return { environments: summary(result), ...(reportId ? { report: reportId } : {}) };
+    }
+    case "namespace.renamed": {
+      // GitLab sends no per-project event when a group or user is renamed, though every path below changes.
+      const affected = await rt.registry.findByPathPrefix(`${intent.oldPath}/`);
+      const moved: Record<string, string> = {};
+      for (const p of affected) {
+        const path = `${intent.newPath}${p.path.slice(intent.oldPath.length)}`;
+        const result = await moveProject(
+          rt.onboarding((l) => void job.log(l)),
+          { project: { id: p.projectId, path } },
+        );
+        await auditResult(rt, trigger, result);
+        moved[String(p.projectId)] = path;
+      }
+      return { moved };
+    }
+  }
+}

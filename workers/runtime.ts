@@ -1,0 +1,122 @@
+import type { Redis } from "ioredis";
+import type { Config } from "../src/config/env.ts";
+import type { Policy } from "../src/config/policy.ts";
+import { createTokenCredential } from "../src/entra/credential.ts";
+import type { GraphApi } from "../src/entra/graph.ts";
+import { createGraphApi } from "../src/entra/graph-client.ts";
+import { createGitLabApi, type GitLabApi } from "../src/gitlab/api.ts";
+import { isGitLabError } from "../src/gitlab/errors.ts";
+import { metrics } from "../src/http/metrics.ts";
+import type { Logger } from "../src/logging.ts";
+import { AuditLog } from "../src/onboarding/audit.ts";
+import type { OnboardingDeps } from "../src/onboarding/onboard.ts";
+import { resolveIssuer } from "../src/onboarding/planner.ts";
+import { Registry } from "../src/onboarding/registry.ts";
+import type { Queues } from "../src/queue/queues.ts";
+
+/** Everything the job processors share, built once per worker process. */
+export interface WorkerRuntime {
+  config: Config;
+  policy: Policy;
+  logger: Logger;
+  redis: Redis;
+  queues: Queues;
+  graph: GraphApi;
+  gitlab: GitLabApi;
+  audit: AuditLog;
+  registry: Registry;
+  issuer: string;
+  tenantId: string;
+  onboarding(log?: (line: string) => void): OnboardingDeps;
+}
+
+/** Collapses ids in Graph paths so metric labels stay low-cardinality. */
+export function graphOperation(method: string, path: string): string {
+  const shape = path
+    .replace(/^\/(v1\.0|beta)/, "")
+    .split("?")[0]
+    ?.replace(/\([^)]*\)/g, "(…)")
+    .replace(/\/[0-9a-f]{8}-[0-9a-f-]{27,}/gi, "/{id}")
+    .replace(/\/\{id\}\/federatedIdentityCredentials\/[^/]+/, "/{id}/federatedIdentityCredentials/{name}");
+  return `${method} ${shape ?? path}`;
+}
+
+/** Counts every GitLab API call by method and outcome, without touching the client itself. */
+export function instrumentGitLab(api: GitLabApi): GitLabApi {
+  return new Proxy(api, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        try {
+          const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          metrics.gitlabRequestsTotal.inc({ operation: String(prop), status: "ok" });
+          return out;
+        } catch (err) {
+          const status = isGitLabError(err) ? String(err.status ?? err.code) : "error";
+          metrics.gitlabRequestsTotal.inc({ operation: String(prop), status });
+          if (isGitLabError(err) && err.status === 429) metrics.throttledTotal.inc({ service: "gitlab" });
+          throw err;
+        }
+      };
+    },
+  });
+}
+
+export function createWorkerRuntime(opts: {
+  config: Config;
+  policy: Policy;
+  logger: Logger;
+  redis: Redis;
+  queues: Queues;
+  /** Injected in tests that build their own clients; production builds them from config. */
+  graph?: GraphApi;
+  gitlab?: GitLabApi;
+}): WorkerRuntime {
+  const { config, policy, logger, redis, queues } = opts;
+  const credential = config.azure.credential;
+  if (!credential || !config.gitlab.url || !config.gitlab.token) {
+    throw new Error(
+      "worker runtime needs GitLab and Azure configuration (loadConfig checks this for the worker role)",
+    );
+  }
+  const onRequest = (method: string, path: string, status: number) => {
+    metrics.graphRequestsTotal.inc({ operation: graphOperation(method, path), status: String(status) });
+    if (status === 429) metrics.throttledTotal.inc({ service: "graph" });
+  };
+  const graph =
+    opts.graph ??
+    createGraphApi({
+      graphBaseUrl: config.azure.graphBaseUrl,
+      credential: createTokenCredential(config.azure),
+      onRequest,
+    });
+  const gitlab = instrumentGitLab(
+    opts.gitlab ?? createGitLabApi({ url: config.gitlab.url, token: config.gitlab.token }),
+  );
+  const audit = new AuditLog(redis, { key: `${config.queuePrefix}:audit`, logger });
+  const registry = new Registry(redis, config.queuePrefix);
+  const issuer = resolveIssuer(policy, config);
+  return {
+    config,
+    policy,
+    logger,
+    redis,
+    queues,
+    graph,
+    gitlab,
+    audit,
+    registry,
+    issuer,
+    tenantId: credential.tenantId,
+    onboarding: (log) => ({
+      graph,
+      redis,
+      keyPrefix: config.queuePrefix,
+      policy,
+      issuer,
+      tenantId: credential.tenantId,
+      ...(log ? { log } : {}),
+    }),
+  };
+}
