@@ -70,6 +70,14 @@ const envSchema = z.object({
   GRAPH_BASE_URL: httpsUrl("GRAPH_BASE_URL").default("https://graph.microsoft.com"),
   ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   ADMIN_VIEWER_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  /**
+   * Client-side pacing of Graph writes, shared by all workers through Redis. Entra allows about 3,000 writes
+   * per 150 s per app and tenant (20/s); pacing below that avoids 429s instead of reacting to them. 0 = off.
+   */
+  GRAPH_WRITES_PER_SECOND: z.coerce
+    .number({ message: "must be a number (0 disables pacing)" })
+    .min(0)
+    .default(15),
   DRIFT_INTERVAL_SECONDS: z.coerce
     .number({ message: "must be a number of seconds (0 disables)" })
     .int()
@@ -116,6 +124,7 @@ export interface Config {
   bodyLimitBytes: number;
   workerConcurrency: number;
   driftIntervalSeconds: number;
+  graphWritesPerSecond: number;
   gitlab: {
     url: string | undefined;
     token: string | undefined;
@@ -216,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     workerConcurrency: e.WORKER_CONCURRENCY,
     driftIntervalSeconds: e.DRIFT_INTERVAL_SECONDS,
+    graphWritesPerSecond: e.GRAPH_WRITES_PER_SECOND,
     gitlab: {
       url: e.GITLAB_URL,
       token: e.GITLAB_TOKEN,

@@ -1,0 +1,224 @@
+import { randomUUID } from "node:crypto";
+import type { SimProject, SimUser } from "./gitlab-sim/state.ts";
+import type { GitLabSimulator } from "./gitlab-sim.ts";
+
+/**
+ * Plays GitLab's side of the conversation in the sandbox and in end-to-end tests: changes the GitLab simulator
+ * as a user would, then delivers the webhook real GitLab sends for it, with the documented payload shape and
+ * delivery headers (X-Gitlab-Event, X-Gitlab-Token, Idempotency-Key, X-Gitlab-Event-UUID, X-Gitlab-Instance).
+ */
+export interface Delivery {
+  status: number;
+  body: Record<string, unknown>;
+  idempotencyKey: string;
+}
+
+export interface GitLabDriver {
+  createProject(
+    path: string,
+    opts?: { members?: Record<number, number>; id?: number },
+  ): Promise<{ project: SimProject; delivery: Delivery }>;
+  comment(
+    projectId: number,
+    issueIid: number,
+    userId: number,
+    text: string,
+  ): Promise<{ noteId: number; delivery: Delivery }>;
+  renameProject(projectId: number, newPath: string): Promise<Delivery>;
+  transferProject(projectId: number, newPath: string): Promise<Delivery>;
+  renameGroup(oldFullPath: string, newFullPath: string, groupId?: number): Promise<Delivery>;
+  deleteProject(projectId: number): Promise<Delivery>;
+  deploy(
+    projectId: number,
+    environment: string,
+    opts?: { tier?: string; ref?: string; user?: number },
+  ): Promise<Delivery>;
+  /** Sends an arbitrary payload (tests of redelivery and hostile input). */
+  send(event: string, payload: unknown, key?: string): Promise<Delivery>;
+}
+
+const stamp = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+export function createGitLabDriver(opts: {
+  gitlab: GitLabSimulator;
+  botUrl: () => string;
+  secret: string;
+}): GitLabDriver {
+  const { gitlab } = opts;
+  const project = (id: number) => {
+    const p = gitlab.project(id);
+    if (!p) throw new Error(`no project ${id} in the GitLab simulator`);
+    return p;
+  };
+  const user = (id: number): SimUser => {
+    const u = gitlab.state.users.find((x) => x.id === id);
+    if (!u) throw new Error(`no user ${id} in the GitLab simulator`);
+    return u;
+  };
+  const owner = (p: SimProject) => {
+    const m = p.members.find((x) => x.accessLevel >= 50) ?? p.members[0];
+    const u = m ? gitlab.state.users.find((x) => x.id === m.userId) : undefined;
+    return { name: u?.name ?? "Owner", email: `${u?.username ?? "owner"}@example.com` };
+  };
+  const systemFields = (p: SimProject) => {
+    const o = owner(p);
+    return {
+      created_at: p.createdAt,
+      updated_at: stamp(),
+      name: p.path.split("/").pop(),
+      owner_email: o.email,
+      owner_name: o.name,
+      owners: [o],
+      path: p.path.split("/").pop(),
+      path_with_namespace: p.path,
+      project_id: p.id,
+      project_namespace_id: p.namespaceId,
+      project_visibility: p.visibility,
+    };
+  };
+  const projectObject = (p: SimProject) => ({
+    id: p.id,
+    name: p.path.split("/").pop(),
+    web_url: `${gitlab.url}/${p.path}`,
+    namespace: p.path.split("/").slice(0, -1).join("/"),
+    visibility_level: p.visibility === "public" ? 20 : p.visibility === "internal" ? 10 : 0,
+    path_with_namespace: p.path,
+    default_branch: "main",
+  });
+  const userObject = (u: SimUser) => ({
+    id: u.id,
+    name: u.name,
+    username: u.username,
+    avatar_url: null,
+    email: `${u.username}@example.com`,
+  });
+
+  async function send(event: string, payload: unknown, key = randomUUID()): Promise<Delivery> {
+    const res = await fetch(`${opts.botUrl()}/webhooks/gitlab`, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        "User-Agent": "GitLab/19.1.0",
+        "X-Gitlab-Event": event,
+        "X-Gitlab-Token": opts.secret,
+        "X-Gitlab-Instance": gitlab.url,
+        "X-Gitlab-Event-UUID": randomUUID(),
+        "X-Gitlab-Webhook-UUID": randomUUID(),
+        "Idempotency-Key": key,
+      },
+      body: JSON.stringify(payload),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown>, idempotencyKey: key };
+  }
+
+  return {
+    send,
+    async createProject(path, o = {}) {
+      const p = gitlab.addProject({
+        path,
+        ...(o.id ? { id: o.id } : {}),
+        ...(o.members ? { members: o.members } : {}),
+      });
+      const delivery = await send("System Hook", { event_name: "project_create", ...systemFields(p) });
+      return { project: p, delivery };
+    },
+    async comment(projectId, issueIid, userId, text) {
+      const p = project(projectId);
+      const issue = p.issues.find((i) => i.iid === issueIid);
+      if (!issue) throw new Error(`no issue #${issueIid} in project ${projectId}`);
+      const note = gitlab.addUserNote(projectId, issueIid, userId, text);
+      const delivery = await send(issue.confidential ? "Confidential Note Hook" : "Note Hook", {
+        object_kind: "note",
+        event_type: issue.confidential ? "confidential_note" : "note",
+        user: userObject(user(userId)),
+        project_id: p.id,
+        project: projectObject(p),
+        object_attributes: {
+          id: note.id,
+          note: text,
+          noteable_type: "Issue",
+          author_id: userId,
+          created_at: note.createdAt,
+          updated_at: note.updatedAt,
+          project_id: p.id,
+          noteable_id: issue.id,
+          system: false,
+          action: "create",
+          url: `${gitlab.url}/${p.path}/-/issues/${issue.iid}#note_${note.id}`,
+        },
+        issue: {
+          id: issue.id,
+          iid: issue.iid,
+          title: issue.title,
+          confidential: issue.confidential,
+          state: issue.state,
+        },
+      });
+      return { noteId: note.id, delivery };
+    },
+    async renameProject(projectId, newPath) {
+      const old = project(projectId).path;
+      const p = gitlab.renameProject(projectId, newPath);
+      return send("System Hook", {
+        event_name: "project_rename",
+        ...systemFields(p),
+        old_path_with_namespace: old,
+      });
+    },
+    async transferProject(projectId, newPath) {
+      const old = project(projectId).path;
+      const p = gitlab.renameProject(projectId, newPath);
+      return send("System Hook", {
+        event_name: "project_transfer",
+        ...systemFields(p),
+        old_path_with_namespace: old,
+      });
+    },
+    async renameGroup(oldFullPath, newFullPath, groupId = 1000) {
+      // GitLab renames every project below the group and sends one group_rename event, nothing per project.
+      for (const p of [...gitlab.state.projects]) {
+        if (p.path.startsWith(`${oldFullPath}/`))
+          gitlab.renameProject(p.id, `${newFullPath}${p.path.slice(oldFullPath.length)}`);
+      }
+      return send("System Hook", {
+        event_name: "group_rename",
+        created_at: stamp(),
+        updated_at: stamp(),
+        name: newFullPath.split("/").pop(),
+        path: newFullPath.split("/").pop(),
+        full_path: newFullPath,
+        group_id: groupId,
+        old_path: oldFullPath.split("/").pop(),
+        old_full_path: oldFullPath,
+      });
+    },
+    async deleteProject(projectId) {
+      const p = project(projectId);
+      const payload = { event_name: "project_destroy", ...systemFields(p) };
+      gitlab.state.projects.splice(gitlab.state.projects.indexOf(p), 1);
+      return send("System Hook", payload);
+    },
+    async deploy(projectId, environment, o = {}) {
+      const p = project(projectId);
+      const u = user(o.user ?? p.members[0]?.userId ?? gitlab.botUser.id);
+      return send("Deployment Hook", {
+        object_kind: "deployment",
+        status: "running",
+        status_changed_at: stamp(),
+        deployment_id: Math.floor(Math.random() * 1e6),
+        deployable_id: Math.floor(Math.random() * 1e6),
+        deployable_url: `${gitlab.url}/${p.path}/-/jobs/1`,
+        environment,
+        environment_tier: o.tier ?? "other",
+        environment_slug: environment.replace(/[^a-z0-9]+/gi, "-").toLowerCase(),
+        environment_external_url: null,
+        project: projectObject(p),
+        short_sha: "279484c0",
+        user: userObject(u),
+        user_url: `${gitlab.url}/${u.username}`,
+        commit_url: `${gitlab.url}/${p.path}/-/commit/279484c0`,
+        commit_title: "Deploy",
+      });
+    },
+  };
+}
