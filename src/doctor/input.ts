@@ -61,6 +61,14 @@ export function containsJwt(text: string): boolean {
   return new RegExp(JWT_PATTERN.source).test(text);
 }
 
+/**
+ * A JWT-shaped run without its signature (`header.payload.`): no longer a credential, still decodable by
+ * parseDoctorInput (which then knows a token was pasted). The intake applies it before text enters job data.
+ */
+export function stripJwtSignatures(text: string): string {
+  return text.replace(JWT_PATTERN, (jwt) => jwt.slice(0, jwt.lastIndexOf(".") + 1));
+}
+
 /** Defence in depth for anything we print: a JWT-shaped run of text becomes a placeholder. */
 export function redactJwts(text: string): string {
   return text.replace(JWT_PATTERN, "[ID token removed]");

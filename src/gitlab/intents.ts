@@ -51,7 +51,7 @@ export const intentSchema = z.discriminatedUnion("type", [
     issueIid: z.number().int().positive(),
     noteId: z.number().int().positive(),
     author: actorSchema,
-    /** The first `/entra ...` line, trimmed; parsed by the worker. */
+    /** The first `/entra ...` line, trimmed (for `doctor`, with the lines below it); parsed by the worker. */
     line: z.string().max(4000),
     confidential: z.boolean(),
   }),

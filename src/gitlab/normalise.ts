@@ -1,5 +1,7 @@
 import type { z } from "zod";
 import { inScope, type Policy } from "../config/policy.ts";
+import { stripJwtSignatures } from "../doctor/input.ts";
+import { findCommandLine, MAX_COMMAND_LENGTH } from "./commands.ts";
 import {
   deploymentEvent,
   groupProjectEvent,
@@ -45,15 +47,6 @@ function ignored(reason: string): Normalised {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** The first line of a note that starts with `/entra` (the worker parses it); quick actions stay GitLab's. */
-export function firstCommandLine(note: string): string | undefined {
-  for (const raw of note.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (/^\/entra(\s|$)/i.test(line)) return line;
-  }
-  return undefined;
 }
 
 function scoped(policy: Policy, project: ProjectRef, intent: Intent, actor?: Actor): Normalised {
@@ -163,8 +156,11 @@ function noteHook(body: Record<string, unknown>, policy: Policy, confidentialHoo
   if ((note.action ?? "create") !== "create")
     return ignored(`note action ${note.action} is not a new comment`);
   if (note.note.includes(BOT_MARKER)) return ignored("note written by the bot");
-  const line = firstCommandLine(note.note);
-  if (!line) return ignored("comment has no /entra command");
+  // The first `/entra` line outside code fences; for `/entra doctor` also the pasted lines below it. A pasted
+  // ID token loses its signature here, so job data never holds a usable credential.
+  const found = findCommandLine(note.note);
+  if (found === null) return ignored("comment has no /entra command");
+  const line = stripJwtSignatures(found);
   const project = { id: r.data.project.id, path: r.data.project.path_with_namespace };
   const actor = { id: user.id, username: user.username };
   return scoped(
@@ -176,7 +172,7 @@ function noteHook(body: Record<string, unknown>, policy: Policy, confidentialHoo
       issueIid: issue.iid,
       noteId: note.id,
       author: actor,
-      line: line.slice(0, 4000),
+      line: line.slice(0, MAX_COMMAND_LENGTH),
       confidential: confidentialHook || issue.confidential === true,
     },
     actor,
