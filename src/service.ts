@@ -52,8 +52,11 @@ export async function startService({
 }: ServiceOptions): Promise<Service> {
   const redis = createProducerConnection(config.redisUrl);
   redis.on("error", (err) => logger.debug({ err: err.message }, "redis connection error"));
-  const queues = createQueues(redis, config.queuePrefix, (queue, err) =>
-    logger.debug({ queue, err: err.message }, "queue connection error"),
+  const queues = createQueues(
+    redis,
+    config.queuePrefix,
+    (queue, err) => logger.debug({ queue, err: err.message }, "queue connection error"),
+    config.jobs?.backoffMs,
   );
   let server: ReturnType<typeof serve> | undefined;
   let url: string | undefined;

@@ -48,8 +48,11 @@ export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
   const { config, policy, logger } = opts;
   const connection = createWorkerConnection(config.redisUrl);
   connection.on("error", (err) => logger.debug({ err: err.message }, "worker redis connection error"));
-  const queues = createQueues(connection, config.queuePrefix, (queue, err) =>
-    logger.debug({ queue, err: err.message }, "queue connection error"),
+  const queues = createQueues(
+    connection,
+    config.queuePrefix,
+    (queue, err) => logger.debug({ queue, err: err.message }, "queue connection error"),
+    config.jobs?.backoffMs,
   );
   const runtime = opts.handler
     ? undefined
@@ -70,6 +73,10 @@ export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
     prefix: config.queuePrefix,
     // A limiter must be configured for queue.rateLimit (Retry-After) to hold jobs back; this one never binds.
     limiter: { max: 100_000, duration: 1_000 },
+    // Stalled-job recovery: a job whose worker died is picked up again after its lock expires.
+    ...(config.jobs
+      ? { stalledInterval: config.jobs.stalledIntervalMs, lockDuration: config.jobs.lockDurationMs }
+      : {}),
   };
   const workers: Worker[] = [
     new Worker(

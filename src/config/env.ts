@@ -83,6 +83,26 @@ const envSchema = z.object({
     .int()
     .min(0)
     .default(3600),
+  /** First retry delay of a failed job (doubling, jittered). Tests shorten it; production keeps 2 s. */
+  JOB_BACKOFF_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(1)
+    .default(2_000),
+  /**
+   * How often a worker looks for jobs whose worker died (stalled-job recovery) and how long a job's lock
+   * lives without renewal. BullMQ's defaults (30 s each); tests of a SIGKILLed worker shorten them.
+   */
+  WORKER_STALLED_INTERVAL_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(100)
+    .default(30_000),
+  WORKER_LOCK_DURATION_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(100)
+    .default(30_000),
 });
 
 const EXAMPLES: Record<string, string> = {
@@ -140,6 +160,8 @@ export interface Config {
     graphBaseUrl: string;
   };
   admin: { token: string | undefined; viewerToken: string | undefined };
+  /** Queue timing knobs; absent = the production defaults (2 s backoff, BullMQ's 30 s stall checks). */
+  jobs?: { backoffMs: number; stalledIntervalMs: number; lockDurationMs: number };
 }
 
 /**
@@ -236,5 +258,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     },
     azure: { credential, authorityHost: e.AZURE_AUTHORITY_HOST, graphBaseUrl: e.GRAPH_BASE_URL },
     admin: { token: e.ADMIN_TOKEN, viewerToken: e.ADMIN_VIEWER_TOKEN },
+    jobs: {
+      backoffMs: e.JOB_BACKOFF_MS,
+      stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+      lockDurationMs: e.WORKER_LOCK_DURATION_MS,
+    },
   };
 }

@@ -19,12 +19,18 @@ export function createQueues(
   connection: Redis,
   prefix: string,
   onError?: (queue: string, err: Error) => void,
+  /** First retry delay (JOB_BACKOFF_MS); default DEFAULT_JOB_OPTIONS' 2 s. */
+  backoffMs?: number,
 ): Queues {
+  const defaultJobOptions =
+    backoffMs === undefined
+      ? DEFAULT_JOB_OPTIONS
+      : { ...DEFAULT_JOB_OPTIONS, backoff: { ...DEFAULT_JOB_OPTIONS.backoff, delay: backoffMs } };
   const make = (name: string) => {
     const queue = new Queue(name, {
       connection,
       prefix,
-      defaultJobOptions: DEFAULT_JOB_OPTIONS,
+      defaultJobOptions,
       skipWaitingForReady: true,
     });
     // Without a listener BullMQ prints every connection error with a stack trace; readiness reports them.
