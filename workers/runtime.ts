@@ -4,6 +4,7 @@ import type { Policy } from "../src/config/policy.ts";
 import { createTokenCredential } from "../src/entra/credential.ts";
 import type { GraphApi } from "../src/entra/graph.ts";
 import { createGraphApi } from "../src/entra/graph-client.ts";
+import { createRedisPacer } from "../src/entra/pacer.ts";
 import { createGitLabApi, type GitLabApi } from "../src/gitlab/api.ts";
 import { isGitLabError } from "../src/gitlab/errors.ts";
 import { metrics } from "../src/http/metrics.ts";
@@ -90,6 +91,15 @@ export function createWorkerRuntime(opts: {
       graphBaseUrl: config.azure.graphBaseUrl,
       credential: createTokenCredential(config.azure),
       onRequest,
+      // One bucket for every worker process on this prefix: together they stay under the tenant's budget.
+      ...(config.graphWritesPerSecond > 0
+        ? {
+            pacer: createRedisPacer(redis, {
+              key: `${config.queuePrefix}:graph-writes`,
+              ratePerSecond: config.graphWritesPerSecond,
+            }),
+          }
+        : {}),
     });
   const gitlab = instrumentGitLab(
     opts.gitlab ?? createGitLabApi({ url: config.gitlab.url, token: config.gitlab.token }),

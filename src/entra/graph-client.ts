@@ -12,6 +12,7 @@ import type { Config } from "../config/env.ts";
 import { createTokenCredential, graphScope } from "./credential.ts";
 import { EntraError, errorFromGraph, type GraphOperation } from "./errors.ts";
 import type { FicSpec, GraphApi, GraphApplication, GraphFic, NewApplication } from "./graph.ts";
+import type { GraphPacer } from "./pacer.ts";
 
 export interface GraphClientOptions {
   /** GRAPH_BASE_URL, e.g. https://graph.microsoft.com (national clouds and the simulator differ). */
@@ -19,6 +20,8 @@ export interface GraphClientOptions {
   credential: TokenCredential;
   /** Called once per HTTP request, for request counting in tests and metrics. */
   onRequest?: (method: string, path: string, status: number) => void;
+  /** Awaited before every write (POST/PATCH/DELETE), e.g. the shared Redis token bucket (pacer.ts). */
+  pacer?: GraphPacer;
 }
 
 const applicationSchema = z.object({
@@ -97,6 +100,8 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
     // Explicit Accept-Language: undici sends "*", which /applications rejects ("Invalid language specified").
     let req = client.api(path).responseType(ResponseType.RAW).header("Accept-Language", "en-US");
     for (const [k, v] of Object.entries(headers)) req = req.header(k, v);
+    // Pace writes before Graph has to say 429; reads are not paced.
+    if (method !== "GET") await opts.pacer?.acquire();
     let res: Response;
     try {
       const sent: unknown =

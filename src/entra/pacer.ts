@@ -1,0 +1,74 @@
+import type { Redis } from "ioredis";
+
+/**
+ * Client-side pacing of Graph writes: one token bucket in Redis shared by every worker process, so N workers
+ * together stay under the tenant's write budget instead of each discovering it through 429s. Reads are not
+ * paced (Entra throttles them far more generously).
+ */
+export interface GraphPacer {
+  /** Resolves when this caller may send one write. */
+  acquire(): Promise<void>;
+}
+
+export interface RedisPacerOptions {
+  /** Redis key of the bucket, e.g. `${queuePrefix}:graph-writes`. */
+  key: string;
+  /** Sustained writes per second across all workers. */
+  ratePerSecond: number;
+  /** Writes allowed back to back after a quiet spell. Default: one second's worth (at least 1). */
+  burst?: number;
+}
+
+/**
+ * Refill by elapsed time, take one token, return how long the caller must wait (ms) for it. Tokens may go
+ * negative: a caller reserves a future slot and sleeps until it, so waiting callers are served in arrival
+ * order and nobody polls. The clock is Redis's own (TIME), the same for every process.
+ * KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst. Returns wait in ms (0 = go now).
+ */
+const TAKE = `
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = redis.call("HMGET", KEYS[1], "tokens", "at")
+local tokens = tonumber(s[1])
+local at = tonumber(s[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate / 1000000)
+  at = now
+end
+tokens = tokens - 1
+redis.call("HSET", KEYS[1], "tokens", string.format("%.6f", tokens), "at", string.format("%.0f", at))
+-- Once full again the bucket equals a missing key, so let it expire then.
+redis.call("PEXPIRE", KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+if tokens >= 0 then return 0 end
+return math.ceil(-tokens * 1000 / rate)
+`;
+
+const COMMAND = "gebGraphPacerTake";
+
+type WithTake = Redis & {
+  [COMMAND](key: string, rate: string, burst: string): Promise<number>;
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A pacer over Redis (one round trip per write); `ratePerSecond` <= 0 means no pacing. */
+export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPacer {
+  if (!(opts.ratePerSecond > 0)) return { acquire: async () => {} };
+  const rate = String(opts.ratePerSecond);
+  const burst = String(Math.max(1, opts.burst ?? opts.ratePerSecond));
+  // defineCommand caches the script by SHA (EVALSHA, falling back to EVAL once per connection).
+  if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: TAKE });
+  const r = redis as WithTake;
+  return {
+    async acquire() {
+      const waitMs = Number(await r[COMMAND](opts.key, rate, burst));
+      if (waitMs > 0) await sleep(waitMs);
+    },
+  };
+}
