@@ -99,6 +99,9 @@ export async function onboardProject(
       subjects: desired.fics.map((f) => f.subject),
       groups: desired.groups,
     };
+    deps.log?.(
+      `${environment}: plan ${desired.displayName}: ${desired.fics.length} credential(s) [${base.subjects.join(", ")}], ${desired.groups.length} group(s)`,
+    );
     try {
       const r = await withLock(
         deps.redis,
@@ -117,8 +120,15 @@ export async function onboardProject(
       deps.log?.(
         `${environment}: ${status} (${r.changes.length} change${r.changes.length === 1 ? "" : "s"})`,
       );
+      // The job log is what an operator reads in the queue UI: one line per write (or planned write).
+      for (const c of r.changes) {
+        deps.log?.(
+          `  ${mode === "plan" ? "would " : ""}${c.op} ${c.kind} ${c.target}${c.objectId ? ` [${c.objectId}]` : ""}${c.detail ? ` (${c.detail})` : ""}`,
+        );
+      }
       outcomes.push({ ...base, status, changes: r.changes, ...(r.identity ? { identity: r.identity } : {}) });
     } catch (err) {
+      if (err instanceof Error) deps.log?.(`${environment}: ${err.message}`);
       outcomes.push(settle(environment, err, base));
     }
   }

@@ -65,6 +65,14 @@ describe("a webhook becomes credentials and a comment", () => {
     for (const block of yamlBlocks) expect(() => parseYaml(block)).not.toThrow();
     expect(issues[0]?.description).toContain(prod?.appId);
 
+    // The job log tells an operator what was planned and written, one line per write.
+    const events = await stack.service.queues.events.getCompleted();
+    const created = events.find((j) => j.name === "project.created");
+    const log = (await stack.service.queues.events.getJobLogs(created?.id as string)).logs.join("\n");
+    expect(log).toMatch(/production: plan .*1 credential\(s\) \[project_path:platform\/payments:ref_type:branch:ref:main\]/);
+    expect(log).toMatch(/ create application /);
+    expect(log).toMatch(/ add groupMembership /);
+
     const vars = stack.gitlab.project(projectId)?.variables ?? [];
     expect(vars.find((v) => v.key === "AZURE_CLIENT_ID" && v.environmentScope === "production")?.value).toBe(
       prod?.appId,
