@@ -126,6 +126,8 @@ export function createWorkerRuntime(opts: {
       policy,
       issuer,
       tenantId: credential.tenantId,
+      // The identity lease follows the job lock: a SIGKILLed worker frees both at about the same time.
+      ...(config.jobs ? { lock: { leaseMs: config.jobs.lockDurationMs } } : {}),
       ...(log ? { log } : {}),
     }),
   };
