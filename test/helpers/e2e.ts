@@ -1,0 +1,133 @@
+import type { Delivery } from "../../src/sandbox/gitlab-driver.ts";
+import type { SimIssue, SimNote } from "../../src/sandbox/gitlab-sim.ts";
+import type { SandboxStack } from "../../src/sandbox/stack.ts";
+
+/** Shared reading helpers for end-to-end tests on the sandbox stack (they inspect the simulators' state). */
+
+export const AUD = "api://AzureADTokenExchange";
+export const STATUS_MARKER = "gitlab-entra-bot:status";
+export const ONBOARDING_MARKER = "gitlab-entra-bot:onboarding";
+
+/** The bot's app registration for (project, environment), found by the tags the bot puts on it. */
+export function appFor(stack: SandboxStack, projectId: number, env: string) {
+  return [...stack.entra.state.applications.values()].find(
+    (a) => a.tags.includes(`gitlab-project:${projectId}`) && a.tags.includes(`gitlab-env:${env}`),
+  );
+}
+
+export function appsOf(stack: SandboxStack, projectId: number) {
+  return [...stack.entra.state.applications.values()].filter((a) =>
+    a.tags.includes(`gitlab-project:${projectId}`),
+  );
+}
+
+export function subjectsOf(stack: SandboxStack, projectId: number, env: string): string[] {
+  return [...(appFor(stack, projectId, env)?.fics.values() ?? [])].map((f) => f.subject).sort();
+}
+
+/** A pipeline of the project (as GitLab sees it now) logs in with its ID token for `ref`. */
+export async function exchange(
+  stack: SandboxStack,
+  projectId: number,
+  env: string,
+  ref: string,
+  clientId?: string,
+) {
+  const appId = clientId ?? appFor(stack, projectId, env)?.appId;
+  if (!appId) throw new Error(`no app for ${projectId}/${env}`);
+  const assertion = await stack.gitlab.mintIdToken({ projectId, ref, refType: "branch", audience: AUD });
+  return stack.entra.exchange({ clientId: appId, assertion });
+}
+
+export function onboardingIssues(stack: SandboxStack, projectId: number): SimIssue[] {
+  return (stack.gitlab.project(projectId)?.issues ?? []).filter((i) =>
+    i.description.includes(ONBOARDING_MARKER),
+  );
+}
+
+export function issueOf(stack: SandboxStack, projectId: number, iid: number): SimIssue {
+  const issue = stack.gitlab.project(projectId)?.issues.find((i) => i.iid === iid);
+  if (!issue) throw new Error(`no issue #${iid} in project ${projectId}`);
+  return issue;
+}
+
+/** Notes the bot wrote in an issue. */
+export function botNotes(stack: SandboxStack, projectId: number, iid: number): SimNote[] {
+  return issueOf(stack, projectId, iid).notes.filter((n) => n.authorId === stack.gitlab.botUser.id);
+}
+
+/** The bot's status note in an issue (there must be at most one). */
+export function statusNotes(stack: SandboxStack, projectId: number, iid: number): SimNote[] {
+  return botNotes(stack, projectId, iid).filter((n) => n.body.includes(STATUS_MARKER));
+}
+
+/** An issue a person opened (GitLab's side only: opening an issue sends nothing the bot acts on). */
+export function openIssue(
+  stack: SandboxStack,
+  projectId: number,
+  authorId: number,
+  title: string,
+  opts: { confidential?: boolean } = {},
+): SimIssue {
+  const project = stack.gitlab.project(projectId);
+  if (!project) throw new Error(`no project ${projectId}`);
+  const created = new Date().toISOString();
+  const issue: SimIssue = {
+    id: ++stack.gitlab.state.seq.issue,
+    iid: Math.max(0, ...project.issues.map((i) => i.iid)) + 1,
+    projectId,
+    title,
+    description: "",
+    state: "opened",
+    labels: [],
+    authorId,
+    confidential: opts.confidential ?? false,
+    createdAt: created,
+    updatedAt: created,
+    notes: [],
+  };
+  project.issues.push(issue);
+  return issue;
+}
+
+/** GitLab (16.11+) sends a Note Hook with action "update" when a comment is edited. */
+export async function editComment(
+  stack: SandboxStack,
+  projectId: number,
+  iid: number,
+  noteId: number,
+  text: string,
+): Promise<Delivery> {
+  const project = stack.gitlab.project(projectId);
+  const issue = issueOf(stack, projectId, iid);
+  const note = issue.notes.find((n) => n.id === noteId);
+  const user = stack.gitlab.state.users.find((u) => u.id === note?.authorId);
+  if (!project || !note || !user) throw new Error("no such note");
+  note.body = text;
+  note.updatedAt = new Date().toISOString();
+  return stack.driver.send("Note Hook", {
+    object_kind: "note",
+    event_type: "note",
+    user: { id: user.id, name: user.name, username: user.username, avatar_url: null },
+    project_id: project.id,
+    project: { id: project.id, name: project.path.split("/").pop(), path_with_namespace: project.path },
+    object_attributes: {
+      id: note.id,
+      note: text,
+      noteable_type: "Issue",
+      author_id: user.id,
+      created_at: note.createdAt,
+      updated_at: note.updatedAt,
+      project_id: project.id,
+      noteable_id: issue.id,
+      system: false,
+      action: "update",
+    },
+    issue: { id: issue.id, iid: issue.iid, title: issue.title, confidential: issue.confidential },
+  });
+}
+
+/** Graph requests other than the bot's own token requests. */
+export function graphCalls(stack: SandboxStack): number {
+  return stack.entra.stats.requests.filter((r) => r.kind !== "login").length;
+}
