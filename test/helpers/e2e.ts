@@ -22,7 +22,7 @@ export function appsOf(stack: SandboxStack, projectId: number) {
 }
 
 export function subjectsOf(stack: SandboxStack, projectId: number, env: string): string[] {
-  return [...(appFor(stack, projectId, env)?.fics.values() ?? [])].map((f) => f.subject).sort();
+  return [...(appFor(stack, projectId, env)?.fics.values() ?? [])].map((f) => String(f.subject)).sort();
 }
 
 /** A pipeline of the project (as GitLab sees it now) logs in with its ID token for `ref`. */
