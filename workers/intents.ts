@@ -14,9 +14,12 @@ import type { WorkerRuntime } from "./runtime.ts";
 
 type CommandIntent = Extract<Intent, { type: "command" }>;
 
-/** Report jobs get an id derived from the event job, so a retried event job does not report twice. */
-async function report(rt: WorkerRuntime, job: Job, data: ReportJob): Promise<string> {
-  const jobId = `report-${job.id ?? randomUUID()}`;
+/**
+ * Report jobs get an id derived from the event job, so a retried event job does not report twice; `part`
+ * tells apart the reports of one event that concerns several projects (a group rename).
+ */
+async function report(rt: WorkerRuntime, job: Job, data: ReportJob, part?: string): Promise<string> {
+  const jobId = `report-${job.id ?? randomUUID()}${part ? `-${part}` : ""}`;
   await rt.queues.reports.add("report", data, { jobId });
   return jobId;
 }
@@ -257,12 +260,16 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
       const moved: Record<string, string> = {};
       for (const p of affected) {
         const path = `${intent.newPath}${p.path.slice(intent.oldPath.length)}`;
+        const project = { id: p.projectId, path };
         const result = await moveProject(
           rt.onboarding((l) => void job.log(l)),
-          { project: { id: p.projectId, path } },
+          { project },
         );
         await auditResult(rt, trigger, result);
         moved[String(p.projectId)] = path;
+        // As for a project rename: the onboarding issue's snippets name the path; keep them true.
+        if (result.environments.length > 0)
+          await report(rt, job, { trigger, project, result, issue: true }, `p${p.projectId}`);
       }
       return { moved };
     }
