@@ -1,0 +1,119 @@
+/**
+ * Runs one simulator as its own process for the benchmarks, so its CPU is not the bot's:
+ *
+ *   node bench/lib/simulators.ts entra    # SIM_TENANT_ID, SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_GROUPS (ids, csv),
+ *                                         # SIM_LATENCY_MS, SIM_WRITES_PER_SECOND (0 = unthrottled)
+ *   node bench/lib/simulators.ts gitlab   # SIM_TOKEN, SIM_PROJECTS (n projects bench/p-1..n, ids 1..n)
+ *
+ * Prints one JSON line {"url":"https://localhost:PORT","stats":"http://127.0.0.1:PORT"} once listening. The
+ * stats server (127.0.0.1 only) answers GET / with a summary the benchmark checks: Graph requests by kind and
+ * operation, 429s, apps, FICs and duplicates (entra); API requests and writes (gitlab).
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
+import { startGitLabSimulator } from "../../src/sandbox/gitlab-sim.ts";
+
+const env = (name: string, fallback?: string): string => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is required`);
+  return v;
+};
+
+/** Collapses ids so operations can be counted: "PATCH /applications/{id}/federatedIdentityCredentials(…)". */
+function shape(path: string): string {
+  return path
+    .replace(/^\/(v1\.0|beta)/, "")
+    .replace(/\([^)]*\)/g, "(…)")
+    .replace(/\/[0-9a-f]{8}-[0-9a-f-]{27,}/gi, "/{id}");
+}
+
+function serveStats(summary: () => unknown): Promise<string> {
+  const server = http.createServer((_req, res) => {
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify(summary()));
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+    ),
+  );
+}
+
+async function entra(): Promise<{ url: string; stats: string }> {
+  const groups = env("SIM_GROUPS", "")
+    .split(",")
+    .filter(Boolean)
+    .map((id, i) => ({ id, displayName: `bench-group-${i}` }));
+  const sim = await startEntraSimulator({
+    tenantId: env("SIM_TENANT_ID"),
+    bot: { clientId: env("SIM_CLIENT_ID"), clientSecret: env("SIM_CLIENT_SECRET") },
+    groups,
+    latencyMs: Number(env("SIM_LATENCY_MS", "0")),
+  });
+  const wps = Number(env("SIM_WRITES_PER_SECOND", "0"));
+  if (wps > 0) sim.faults.throttle = { writesPerSecond: wps };
+  const stats = await serveStats(() => {
+    const ops = sim.stats.requests.filter((r) => r.kind === "graph" || r.kind === "batch-item");
+    const byOperation: Record<string, number> = {};
+    for (const r of ops) {
+      const k = `${r.method} ${shape(r.path)}${r.status === 429 ? " -> 429" : ""}`;
+      byOperation[k] = (byOperation[k] ?? 0) + 1;
+    }
+    const identities = new Map<string, number>();
+    let fics = 0;
+    let ficDuplicates = 0;
+    for (const app of sim.state.applications.values()) {
+      const key = app.tags
+        .filter((t) => t.startsWith("gitlab-project:") || t.startsWith("gitlab-env:"))
+        .sort()
+        .join(" ");
+      identities.set(key, (identities.get(key) ?? 0) + 1);
+      fics += app.fics.length;
+      const subjects = new Set(app.fics.map((f) => `${f.issuer} ${f.subject}`));
+      ficDuplicates += app.fics.length - subjects.size;
+    }
+    return {
+      graphRequests: ops.length,
+      reads: sim.stats.reads(),
+      writes: sim.stats.writes(),
+      throttled: sim.stats.throttled(),
+      logins: sim.stats.requests.filter((r) => r.kind === "login").length,
+      byOperation,
+      apps: sim.state.applications.size,
+      servicePrincipals: sim.state.servicePrincipals.size,
+      identities: identities.size,
+      duplicateApps: [...identities.values()].reduce((n, c) => n + c - 1, 0),
+      fics,
+      ficDuplicates,
+      groupMembers: Object.fromEntries([...sim.state.groups.values()].map((g) => [g.id, g.members.size])),
+    };
+  });
+  return { url: sim.url, stats };
+}
+
+async function gitlab(): Promise<{ url: string; stats: string }> {
+  const n = Number(env("SIM_PROJECTS", "0"));
+  const sim = await startGitLabSimulator({
+    token: env("SIM_TOKEN"),
+    botUser: { id: 99, username: "entra-bot", name: "Entra bot" },
+    users: [{ id: 2, username: "alice", name: "Alice" }],
+  });
+  for (let i = 1; i <= n; i++) sim.addProject({ id: i, path: `bench/p-${i}`, members: { 2: 50 } });
+  const stats = await serveStats(() => ({
+    requests: sim.stats.requests,
+    writes: sim.stats.writes,
+    issues: sim.state.projects.reduce((k, p) => k + p.issues.length, 0),
+    variables: sim.state.projects.reduce((k, p) => k + p.variables.length, 0),
+  }));
+  return { url: sim.url, stats };
+}
+
+const which = process.argv[2];
+const out = which === "entra" ? await entra() : which === "gitlab" ? await gitlab() : undefined;
+if (!out) {
+  process.stderr.write("usage: node bench/lib/simulators.ts entra|gitlab\n");
+  process.exit(2);
+}
+process.stdout.write(`${JSON.stringify(out)}\n`);
+process.on("SIGTERM", () => process.exit(0));
