@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SandboxStack } from "../../src/sandbox/stack.ts";
+import { SANDBOX, sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
+import { AUD, appFor, exchange, onboardingIssues, subjectsOf } from "../helpers/e2e.ts";
+import { failures, settled, testStack } from "../helpers/stack.ts";
+
+/**
+ * Policy with rename-proof `project_id` subjects: the bot sets the project's ci_id_token_sub_claim_components,
+ * and the GitLab simulator then builds `sub` from that setting, so a minted token proves the setting took.
+ * A GitLab that refuses project_id first ("legacy", 17.10..19.x) gets an "Action needed" note instead.
+ */
+let stack: SandboxStack;
+const { alice } = SANDBOX.users;
+const COMPONENTS = ["project_id", "ref_type", "ref"];
+
+beforeAll(async () => {
+  const policyYaml = sandboxPolicyYaml().replace(
+    "subClaimComponents: [project_path, ref_type, ref]",
+    `subClaimComponents: [${COMPONENTS.join(", ")}]`,
+  );
+  expect(policyYaml).toContain("[project_id, ref_type, ref]");
+  stack = await testStack("lifecycle-project-id", { policyYaml });
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("project_id sub-claim policy", () => {
+  let projectId = 0;
+
+  it("sets the project's sub-claim components; a pipeline token built from the setting exchanges", async () => {
+    const { project } = await stack.driver.createProject("ids/api", { members: { [alice.id]: 40 } });
+    projectId = project.id;
+    await settled(stack);
+    expect(stack.gitlab.project(projectId)?.subClaimComponents).toEqual(COMPONENTS);
+    expect(subjectsOf(stack, projectId, "production")).toEqual([
+      `project_id:${projectId}:ref_type:branch:ref:main`,
+    ]);
+    expect((await exchange(stack, projectId, "production", "main")).status).toBe(200);
+    expect((await exchange(stack, projectId, "production", "develop")).status).toBe(400);
+    const issue = onboardingIssues(stack, projectId)[0]?.description ?? "";
+    expect(issue).toMatch(/changed this project's ID token sub claim/);
+    expect(issue).not.toMatch(/Action needed/);
+    expect(await failures(stack)).toEqual([]);
+  });
+
+  it("a rename touches no federated credential and tokens from before and after both work", async () => {
+    const before = await stack.gitlab.mintIdToken({
+      projectId,
+      ref: "main",
+      refType: "branch",
+      audience: AUD,
+    });
+    stack.entra.stats.reset();
+    await stack.driver.renameProject(projectId, "ids/api-renamed");
+    await settled(stack);
+    // Only the apps' path tags/names follow the rename; no credential is touched.
+    const writes = stack.entra.stats.requests.filter((r) => r.kind !== "login" && r.method !== "GET");
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes.filter((r) => r.path.includes("federatedIdentityCredentials"))).toEqual([]);
+    expect(subjectsOf(stack, projectId, "production")).toEqual([
+      `project_id:${projectId}:ref_type:branch:ref:main`,
+    ]);
+    const clientId = appFor(stack, projectId, "production")?.appId as string;
+    expect((await stack.entra.exchange({ clientId, assertion: before })).status).toBe(200);
+    expect((await exchange(stack, projectId, "production", "main")).status).toBe(200);
+  });
+
+  it("a GitLab that refuses project_id first: the issue says Action needed, and tokens do not match yet", async () => {
+    const legacy = stack.gitlab.addProject({
+      path: "ids/old-gitlab",
+      subClaimSupport: "legacy",
+      members: { [alice.id]: 40 },
+    });
+    const res = await stack.driver.send("System Hook", {
+      event_name: "project_create",
+      project_id: legacy.id,
+      path_with_namespace: legacy.path,
+      name: "old-gitlab",
+      path: "old-gitlab",
+    });
+    expect(res.status).toBe(202);
+    await settled(stack);
+    expect(stack.gitlab.project(legacy.id)?.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
+    const issues = onboardingIssues(stack, legacy.id);
+    expect(issues).toHaveLength(1);
+    expect(issues[0]?.description).toMatch(/\*\*Action needed\*\*.*ci_id_token_sub_claim_components/s);
+    expect((await exchange(stack, legacy.id, "production", "main")).status).toBe(400);
+    expect(await failures(stack)).toEqual([]);
+  });
+});
