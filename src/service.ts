@@ -94,9 +94,23 @@ export async function startService({
       },
     });
     const created = app;
+    const headersTimeout = config.http?.headersTimeoutMs ?? 10_000;
+    const requestTimeout = config.http?.requestTimeoutMs ?? 15_000;
     await new Promise<void>((resolve) => {
       server = serve(
-        { fetch: created.fetch, port: config.port, hostname: config.host },
+        {
+          fetch: created.fetch,
+          port: config.port,
+          hostname: config.host,
+          // GitLab gives up after 10 s; a slow-loris client must not hold a socket much longer than that.
+          // Node checks these timeouts only every connectionsCheckingInterval (30 s by default), which let a
+          // slow client hold a socket for up to 40 s: check every second (or sooner, for short test timeouts).
+          serverOptions: {
+            headersTimeout,
+            requestTimeout,
+            connectionsCheckingInterval: Math.min(1_000, Math.floor(headersTimeout / 2)),
+          },
+        },
         (info: AddressInfo) => {
           const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
           url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${info.port}`;
@@ -104,11 +118,6 @@ export async function startService({
         },
       );
     });
-    // GitLab gives up after 10 s; a slow-loris client must not hold a socket much longer than that.
-    if (server && "requestTimeout" in server) {
-      server.requestTimeout = 15_000;
-      server.headersTimeout = 10_000;
-    }
     logger.info({ url }, "api listening");
   }
 

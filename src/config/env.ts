@@ -103,6 +103,17 @@ const envSchema = z.object({
     .int()
     .min(100)
     .default(30_000),
+  /** Slow clients (slow-loris): headers must arrive within this, the whole request within the next. */
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(100)
+    .default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(100)
+    .default(15_000),
 });
 
 const EXAMPLES: Record<string, string> = {
@@ -162,6 +173,8 @@ export interface Config {
   admin: { token: string | undefined; viewerToken: string | undefined };
   /** Queue timing knobs; absent = the production defaults (2 s backoff, BullMQ's 30 s stall checks). */
   jobs?: { backoffMs: number; stalledIntervalMs: number; lockDurationMs: number };
+  /** Server timeouts against slow clients; absent = 10 s for headers, 15 s for the whole request. */
+  http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
 
 /**
@@ -263,5 +276,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
       stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
       lockDurationMs: e.WORKER_LOCK_DURATION_MS,
     },
+    http: { headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS },
   };
 }
