@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logging.ts";
 import { createGitLabDriver, type GitLabDriver } from "../../src/sandbox/gitlab-driver.ts";
+import type { SimProject } from "../../src/sandbox/gitlab-sim/state.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { type Service, startService } from "../../src/service.ts";
@@ -108,7 +109,7 @@ describe("a worker process dies", () => {
     if (!second) throw new Error("needs the worker of the previous test");
     stack.entra.faults.latencyMs = 60;
     const paths = Array.from({ length: 6 }, (_, i) => `drain/app-${i}`);
-    const projects = [];
+    const projects: SimProject[] = [];
     for (const p of paths) {
       const { project, delivery } = await driver.createProject(p, { members: { [dave.id]: 40 } });
       expect(delivery.status).toBe(202);
