@@ -160,7 +160,7 @@ async function redisDump(prefix: string): Promise<string> {
       else if (type === "hash") parts.push(JSON.stringify(await redis.hgetall(key)));
       else if (type === "list") parts.push(JSON.stringify(await redis.lrange(key, 0, -1)));
       else if (type === "set") parts.push(JSON.stringify(await redis.smembers(key)));
-      else if (type === "zset") parts.push(JSON.stringify(await redis.zrange(key, 0, -1)));
+      else if (type === "zset") parts.push(JSON.stringify(await redis.zrange(key, "0", "-1")));
       else if (type === "stream") parts.push(JSON.stringify(await redis.xrange(key, "-", "+")));
       parts.push(key);
     }
@@ -207,7 +207,7 @@ describe("no secret leaks", () => {
       ...issued,
     ];
     expect(issued.length).toBeGreaterThanOrEqual(4);
-    const places: Record<string, string> = {
+    const places = {
       logs: logLines.join(""),
       redis: await redisDump(stack.config.queuePrefix),
       gitlab: JSON.stringify(stack.gitlab.state.projects),
