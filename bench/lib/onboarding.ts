@@ -4,7 +4,7 @@
  * the figures read back from the queues, the simulators and /proc.
  */
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
@@ -73,6 +73,21 @@ export interface RunResult {
   gitlab: { requests: number; writes: number; issues: number; variables: number };
   workerRssMb: number[];
   apiRssMb: number;
+  /** CPU seconds (user + system) each process used from the first webhook to the end (startup excluded). */
+  cpu: { workers: number[]; api: number; entraSim: number; gitlabSim: number; redis: number };
+}
+
+/** utime + stime of a live process, in seconds (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s). */
+function cpuSeconds(c: Child): number {
+  const stat = readFileSync(`/proc/${c.proc.pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function redisCpu(redis: Redis): Promise<number> {
+  const info = await redis.info("cpu");
+  const get = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return get("used_cpu_sys") + get("used_cpu_user");
 }
 
 async function getJson<T>(url: string): Promise<T> {
@@ -192,6 +207,9 @@ export async function runOnboarding(o: RunOptions): Promise<RunResult> {
     await new Promise((r) => setTimeout(r, 500));
 
     let accepted = 0;
+    const redisCpuBefore = await redisCpu(redis);
+    const cpuBefore = new Map(children.map((c) => [c, cpuSeconds(c)]));
+    const cpuUsed = (c: Child) => cpuSeconds(c) - (cpuBefore.get(c) ?? 0);
     const started = performance.now();
     await pool(o.projects, o.postConcurrency ?? 100, async (id) => {
       const res = await fetch(`${api.url}/webhooks/gitlab`, {
@@ -239,6 +257,13 @@ export async function runOnboarding(o: RunOptions): Promise<RunResult> {
       gitlab: await getJson(gitlab.ready[2] ?? ""),
       workerRssMb: workers.map((w) => w.peakRssMb()),
       apiRssMb: api.peakRssMb(),
+      cpu: {
+        workers: workers.map(cpuUsed),
+        api: cpuUsed(api),
+        entraSim: cpuUsed(entra),
+        gitlabSim: cpuUsed(gitlab),
+        redis: (await redisCpu(redis)) - redisCpuBefore,
+      },
     };
     return result;
   } finally {
