@@ -127,7 +127,7 @@ export function errorFromGraph(op: GraphOperation, f: GraphFailure): EntraError 
         ...base,
         code: "GRAPH_UNAVAILABLE",
         retryAfterMs,
-        message: `Graph was unavailable (HTTP ${f.status}) while trying to ${op.action}${said}${rid}; will retry`,
+        message: `Graph was unavailable (HTTP ${f.status}) while trying to ${op.action}${said}${rid} (transient: retried with backoff; if attempts ran out, retry the job once Graph is healthy)`,
       });
     case f.status === 401:
       return new EntraError({
@@ -157,14 +157,14 @@ export function errorFromGraph(op: GraphOperation, f: GraphFailure): EntraError 
       return new EntraError({
         ...base,
         code: "GRAPH_CONFLICT",
-        message: `Graph reported a conflict while trying to ${op.action}${said}${rid}; will retry`,
+        message: `Graph reported a conflict while trying to ${op.action}${said}${rid} (transient: retried with backoff; if attempts ran out, retry the job once Graph is healthy)`,
       });
     case f.status >= 500:
       return new EntraError({
         ...base,
         code: "GRAPH_UNAVAILABLE",
         retryAfterMs,
-        message: `Graph failed (HTTP ${f.status}) while trying to ${op.action}${said}${rid}; will retry`,
+        message: `Graph failed (HTTP ${f.status}) while trying to ${op.action}${said}${rid} (transient: retried with backoff; if attempts ran out, retry the job once Graph is healthy)`,
       });
     default:
       return new EntraError({

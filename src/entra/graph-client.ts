@@ -364,7 +364,7 @@ function transportError(op: GraphOperation, err: unknown): EntraError {
   }
   return new EntraError({
     code: "GRAPH_UNAVAILABLE",
-    message: `Graph could not be reached to ${op.action}: ${firstLine(e.message)}; will retry`,
+    message: `Graph could not be reached to ${op.action}: ${firstLine(e.message)} (transient: retried with backoff; if attempts ran out, retry the job once Graph is healthy)`,
     cause: err,
   });
 }

@@ -43,7 +43,7 @@ export async function withLock<T>(
     if (Date.now() >= deadline) {
       throw new EntraError({
         code: "LOCK_TIMEOUT",
-        message: `another job is still working on ${key} after ${waitMs} ms; will retry`,
+        message: `another job is still working on ${key} after ${waitMs} ms (transient: retried with backoff)`,
       });
     }
     // Jitter keeps many waiters from polling in lockstep.
