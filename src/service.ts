@@ -50,7 +50,7 @@ export async function startService({
   handler,
   clients,
 }: ServiceOptions): Promise<Service> {
-  const redis = createProducerConnection(config.redisUrl);
+  const redis = createProducerConnection(config.redisUrl, {}, config.redisSentinel);
   redis.on("error", (err) => logger.debug({ err: err.message }, "redis connection error"));
   const queues = createQueues(
     redis,

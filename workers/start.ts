@@ -46,7 +46,7 @@ function guarded(queue: () => Queues[keyof Omit<Queues, "all" | "close">], fn: P
 
 export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
   const { config, policy, logger } = opts;
-  const connection = createWorkerConnection(config.redisUrl);
+  const connection = createWorkerConnection(config.redisUrl, {}, config.redisSentinel);
   connection.on("error", (err) => logger.debug({ err: err.message }, "worker redis connection error"));
   const queues = createQueues(
     connection,

@@ -35,6 +35,11 @@ const envSchema = z.object({
     .regex(/^rediss?:\/\//, "must start with redis:// or rediss://")
     .default("redis://127.0.0.1:6379"),
   QUEUE_PREFIX: z.string().min(1).default("geb"),
+  /** Redis Sentinel: comma-separated host:port of the sentinels; REDIS_URL then gives credentials and db. */
+  REDIS_SENTINELS: csv
+    .refine((l) => l.every((h) => /^[^:\s]+:\d{1,5}$/.test(h)), "each sentinel must be host:port")
+    .optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
   POLICY_FILE: z.string().min(1).default("./policy.yaml"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BODY_LIMIT_BYTES: z.coerce
@@ -149,6 +154,8 @@ export interface Config {
   port: number;
   host: string;
   redisUrl: string;
+  /** Set when REDIS_SENTINELS is: connect through Sentinel to the primary named REDIS_SENTINEL_NAME. */
+  redisSentinel?: { sentinels: Array<{ host: string; port: number }>; name: string };
   queuePrefix: string;
   policyFile: string;
   logLevel: Env["LOG_LEVEL"];
@@ -254,6 +261,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     port: e.PORT,
     host: e.HOST,
     redisUrl: e.REDIS_URL,
+    ...(e.REDIS_SENTINELS?.length
+      ? {
+          redisSentinel: {
+            name: e.REDIS_SENTINEL_NAME,
+            sentinels: e.REDIS_SENTINELS.map((h) => {
+              const i = h.lastIndexOf(":");
+              return { host: h.slice(0, i), port: Number(h.slice(i + 1)) };
+            }),
+          },
+        }
+      : {}),
     queuePrefix: e.QUEUE_PREFIX,
     policyFile: e.POLICY_FILE,
     logLevel: e.LOG_LEVEL,
