@@ -69,7 +69,9 @@ describe("a webhook becomes credentials and a comment", () => {
     const events = await stack.service.queues.events.getCompleted();
     const created = events.find((j) => j.name === "project.created");
     const log = (await stack.service.queues.events.getJobLogs(created?.id as string)).logs.join("\n");
-    expect(log).toMatch(/production: plan .*1 credential\(s\) \[project_path:platform\/payments:ref_type:branch:ref:main\]/);
+    expect(log).toMatch(
+      /production: plan .*1 credential\(s\) \[project_path:platform\/payments:ref_type:branch:ref:main\]/,
+    );
     expect(log).toMatch(/ create application /);
     expect(log).toMatch(/ add groupMembership /);
 
