@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** The image's V8 flags (Dockerfile): a smaller young generation keeps RSS low at no throughput cost. */
 export const NODE_FLAGS = ["--max-semi-space-size=8"];
@@ -28,23 +30,27 @@ export async function startNode(
   nodeFlags: string[] = NODE_FLAGS,
   ready: RegExp = LISTENING,
 ): Promise<Child> {
+  // stdout goes to a file, not a pipe: reading a busy api's log lines would cost the load generator (this
+  // process) CPU and tilt comparisons against whichever process logs more.
+  const logPath = join(mkdtempSync(join(tmpdir(), "geb-bench-")), "stdout.log");
   const proc = spawn(process.execPath, [...nodeFlags, entry, ...args], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", openSync(logPath, "w"), "inherit"],
   });
   const match = await new Promise<string[]>((resolve, reject) => {
-    let out = "";
-    const onData = (d: Buffer) => {
-      out += String(d);
-      const m = ready.exec(out);
+    const onExit = (code: number | null) => {
+      clearInterval(timer);
+      reject(new Error(`${entry} exited with ${code} before it was ready: ${readFileSync(logPath, "utf8")}`));
+    };
+    const timer = setInterval(() => {
+      const m = ready.exec(readFileSync(logPath, "utf8"));
       if (m) {
-        proc.stdout?.off("data", onData);
-        proc.stdout?.resume();
+        clearInterval(timer);
+        proc.off("exit", onExit);
         resolve([...m]);
       }
-    };
-    proc.stdout?.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`${entry} exited with ${code} before listening: ${out}`)));
+    }, 25);
+    proc.once("exit", onExit);
   });
   return {
     proc,
