@@ -80,6 +80,20 @@ export async function startService({
           ...(config.admin.viewerToken ? { viewerToken: config.admin.viewerToken } : {}),
         }),
       );
+    } else {
+      // Say why instead of a bare 404, without loading Bull Board for an admin UI nobody can open.
+      const { Hono } = await import("hono");
+      const disabled = new Hono();
+      disabled.all("/admin/*", (c) =>
+        c.json(
+          {
+            error: "admin_disabled",
+            reason: "the admin UI is off: set ADMIN_TOKEN (and optionally ADMIN_VIEWER_TOKEN)",
+          },
+          503,
+        ),
+      );
+      extra.push(disabled);
     }
     app = createApp({
       config,

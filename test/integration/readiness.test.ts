@@ -72,3 +72,11 @@ describe("readiness follows Redis", () => {
     expect(after.status).toBe(202);
   });
 });
+
+describe("admin without tokens", () => {
+  it("answers 503 with the reason instead of exposing or hiding the UI", async () => {
+    const res = await fetch(`${service.url}/admin/queues`);
+    expect(res.status).toBe(503);
+    expect(await res.text()).toMatch(/set ADMIN_TOKEN/);
+  });
+});
