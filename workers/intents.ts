@@ -42,22 +42,30 @@ async function onProjectCreated(
 ) {
   const envs = rt.policy.onProjectCreate.environments;
   if (envs.length === 0) return { skipped: "policy onProjectCreate.environments is empty" };
+  return onboardAndReport(rt, job, trigger, intent.project, envs, rt.policy.onProjectCreate.openIssue);
+}
+
+/** Automatic onboarding (no command): apply, audit, then report with the project-creation settings. */
+async function onboardAndReport(
+  rt: WorkerRuntime,
+  job: Job,
+  trigger: Trigger,
+  project: { id: number; path: string },
+  environments: string[],
+  issue: boolean,
+) {
   const result = await onboardProject(
     rt.onboarding((l) => void job.log(l)),
-    {
-      project: intent.project,
-      environments: envs,
-      mode: "apply",
-    },
+    { project, environments, mode: "apply" },
   );
   await auditResult(rt, trigger, result);
   const reportId = await report(rt, job, {
     trigger,
-    project: intent.project,
+    project,
     result,
     subClaim: wantsSubClaim(rt),
     ciVariables: rt.policy.onProjectCreate.setCiVariables,
-    issue: rt.policy.onProjectCreate.openIssue,
+    issue,
   });
   return { environments: summary(result), report: reportId };
 }
@@ -76,37 +84,16 @@ async function onEnvironmentSeen(
     if (registered?.environments[env.name]) continue;
     // First sight is remembered for good: an environment offboarded on purpose is not re-onboarded by the
     // next deployment. SET NX makes concurrent events for the same environment onboard it once.
-    const first = await rt.redis.set(
-      `${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`,
-      trigger.eventId,
-      "NX",
-    );
+    const key = `${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`;
+    // A retry of the same event finds its own id there and carries on.
     const mine =
-      first === "OK" ||
-      (await rt.redis.get(`${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`)) ===
-        trigger.eventId;
+      (await rt.redis.set(key, trigger.eventId, "NX")) === "OK" ||
+      (await rt.redis.get(key)) === trigger.eventId;
     if (mine) candidates.push(env.name);
   }
   if (candidates.length === 0) return { skipped: "no environment to onboard on first sight" };
   await job.log(`first sight of ${candidates.join(", ")} in a ${intent.source} event`);
-  const result = await onboardProject(
-    rt.onboarding((l) => void job.log(l)),
-    {
-      project: intent.project,
-      environments: candidates,
-      mode: "apply",
-    },
-  );
-  await auditResult(rt, trigger, result);
-  const reportId = await report(rt, job, {
-    trigger,
-    project: intent.project,
-    result,
-    subClaim: wantsSubClaim(rt),
-    ciVariables: rt.policy.onProjectCreate.setCiVariables,
-    issue: true,
-  });
-  return { environments: summary(result), report: reportId };
+  return onboardAndReport(rt, job, trigger, intent.project, candidates, true);
 }
 
 async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, trigger: Trigger, log: Logger) {

@@ -2,29 +2,13 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { actorSchema, projectRefSchema } from "../gitlab/intents.ts";
+import { changeSchema } from "./schemas.ts";
 
 /**
  * The audit trail: one record per change the bot made, planned or failed to make in Entra or GitLab.
  * Stored in one Redis stream that is never trimmed (no MAXLEN): compliance needs every record, and a
  * record is a few hundred bytes, so years of changes fit comfortably.
  */
-
-const changeSchema = z.strictObject({
-  op: z.enum(["create", "update", "delete", "add", "remove"]),
-  kind: z.enum([
-    "application",
-    "servicePrincipal",
-    "federatedIdentityCredential",
-    "groupMembership",
-    "ciVariable",
-    "issue",
-    "note",
-    "projectSetting",
-  ]),
-  target: z.string().min(1).max(1000),
-  objectId: z.string().max(200).optional(),
-  detail: z.string().max(4000).optional(),
-});
 
 const auditTriggerSchema = z.strictObject({
   /** The GitLab event kind, e.g. "System Hook/project_create", or "drift" for scheduled repair. */

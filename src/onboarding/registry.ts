@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
-import { z } from "zod";
 import type { GraphApi } from "../entra/graph.ts";
 import { BOT_TAG, parseIdentityTags } from "./naming.ts";
+import { identityRecordSchema } from "./schemas.ts";
 import type { IdentityRecord } from "./types.ts";
 
 /**
@@ -15,14 +15,6 @@ export interface RegisteredProject {
   path: string;
   environments: Record<string, IdentityRecord>;
 }
-
-const identitySchema = z.object({
-  environment: z.string(),
-  appObjectId: z.string(),
-  appId: z.string(),
-  spObjectId: z.string(),
-  displayName: z.string(),
-});
 
 const ENV = "env:";
 
@@ -138,7 +130,7 @@ function decode(projectId: number, h: Record<string, string>): RegisteredProject
     } catch {
       continue;
     }
-    const parsed = identitySchema.safeParse(raw);
+    const parsed = identityRecordSchema.safeParse(raw);
     if (parsed.success) environments[field.slice(ENV.length)] = parsed.data;
   }
   return { projectId, path, environments };

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 
-async function answers(url: string): Promise<boolean> {
+/** True when a Redis at `url` answers PING (one try, no reconnects). */
+export async function answers(url: string): Promise<boolean> {
   const r = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
@@ -23,7 +24,8 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function freePort(): Promise<number> {
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.listen(0, "127.0.0.1", () => {

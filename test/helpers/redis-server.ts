@@ -1,22 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
+import { answers, freePort } from "../../src/sandbox/redis.ts";
 
-/** A free TCP port on loopback. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
+export { freePort };
 
 export interface TestRedis {
   url: string;
@@ -35,19 +23,7 @@ export async function testRedisServer(): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), "geb-redis-"));
   let child: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;
-  const ping = async () => {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on("error", () => {});
-    try {
-      await r.connect();
-      await r.ping();
-      return true;
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  };
+  const ping = () => answers(url);
   const api: TestRedis = {
     url,
     port,
