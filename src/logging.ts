@@ -7,16 +7,14 @@ export type { Logger } from "pino";
  * this is the second line of defence for headers and config objects that slip through.
  */
 export const REDACT_PATHS = [
+  // Exact paths only: pino compiles them into direct property access, while "*.x" wildcards walk every
+  // object on every line and doubled the cost of the webhook's log line (measured: 9.0 vs 4.4 µs).
   "token",
   "secret",
   "password",
   "authorization",
-  "*.token",
-  "*.secret",
-  "*.password",
-  "*.clientSecret",
-  "*.authorization",
-  "*.privateToken",
+  "clientSecret",
+  "privateToken",
   "headers.authorization",
   "headers['x-gitlab-token']",
   "headers['webhook-signature']",
@@ -28,6 +26,9 @@ export const REDACT_PATHS = [
   "config.gitlab.signingTokens",
   "config.azure.credential.clientSecret",
   "config.admin",
+  "credential.clientSecret",
+  "err.config",
+  "err.headers",
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

@@ -254,6 +254,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
       };
     }
   }
+  if (e.ADMIN_TOKEN && e.ADMIN_TOKEN === e.ADMIN_VIEWER_TOKEN) {
+    problems.push({
+      name: "ADMIN_VIEWER_TOKEN",
+      problem: "must differ from ADMIN_TOKEN: a viewer holding the admin token could retry and pause jobs",
+    });
+  }
   if (problems.length) throw new ConfigError(problems);
 
   return {

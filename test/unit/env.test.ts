@@ -94,3 +94,18 @@ describe("loadConfig", () => {
     }
   });
 });
+
+describe("admin tokens", () => {
+  it("refuses a viewer token equal to the admin token", () => {
+    expect(() =>
+      loadConfig(
+        {
+          GITLAB_WEBHOOK_SECRETS: "a",
+          ADMIN_TOKEN: "same-token-0123456789",
+          ADMIN_VIEWER_TOKEN: "same-token-0123456789",
+        },
+        "api",
+      ),
+    ).toThrow(/ADMIN_VIEWER_TOKEN: must differ from ADMIN_TOKEN/);
+  });
+});
