@@ -1,12 +1,11 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config/env.ts";
 import { parsePolicy } from "../../src/config/policy.ts";
-import { createGraphApiFromConfig } from "../../src/entra/graph-client.ts";
 import { moveProject, type OnboardingDeps, onboardProject } from "../../src/onboarding/onboard.ts";
 import { Registry } from "../../src/onboarding/registry.ts";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
 import { type OidcIssuerServer, startOidcIssuerServer } from "../../src/sandbox/gitlab-oidc.ts";
+import { simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 /**
@@ -37,13 +36,8 @@ beforeAll(async () => {
   });
   gitlab = await startOidcIssuerServer();
   redis = new Redis(TEST_REDIS_URL);
-  const azure: Config["azure"] = {
-    credential: { kind: "secret", tenantId: TENANT, clientId: BOT.clientId, clientSecret: BOT.clientSecret },
-    authorityHost: sim.url,
-    graphBaseUrl: sim.url,
-  };
   deps = {
-    graph: createGraphApiFromConfig({ azure } as Config),
+    graph: simGraph(sim, BOT),
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(`

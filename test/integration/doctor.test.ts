@@ -4,11 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config/env.ts";
 import { parsePolicy } from "../../src/config/policy.ts";
 import { doctorReply } from "../../src/doctor/reply.ts";
 import { checkIssuerDiscovery, type DoctorDeps } from "../../src/doctor/run.ts";
-import { createGraphApiFromConfig } from "../../src/entra/graph-client.ts";
 import { AuditLog } from "../../src/onboarding/audit.ts";
 import { type OnboardingDeps, onboardProject } from "../../src/onboarding/onboard.ts";
 import { Registry } from "../../src/onboarding/registry.ts";
@@ -20,6 +18,7 @@ import {
   type OidcIssuerServer,
   startOidcIssuerServer,
 } from "../../src/sandbox/gitlab-oidc.ts";
+import { simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 /**
@@ -98,12 +97,7 @@ beforeAll(async () => {
   });
   gitlab = await startOidcIssuerServer();
   redis = new Redis(TEST_REDIS_URL);
-  const azure: Config["azure"] = {
-    credential: { kind: "secret", tenantId: TENANT, clientId: BOT.clientId, clientSecret: BOT.clientSecret },
-    authorityHost: sim.url,
-    graphBaseUrl: sim.url,
-  };
-  const graph = createGraphApiFromConfig({ azure } as Config);
+  const graph = simGraph(sim, BOT);
   const policy = parsePolicy(POLICY);
   onboarding = {
     graph,

@@ -1,12 +1,11 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Config } from "../../src/config/env.ts";
 import { parsePolicy } from "../../src/config/policy.ts";
 import { graphScope, needsInstanceDiscoveryDisabled } from "../../src/entra/credential.ts";
 import { EntraError, parseRetryAfter } from "../../src/entra/errors.ts";
-import { createGraphApiFromConfig } from "../../src/entra/graph-client.ts";
 import { type OnboardingDeps, offboardProject, onboardProject } from "../../src/onboarding/onboard.ts";
 import { startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
+import { simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -44,13 +43,8 @@ beforeAll(async () => {
     ],
   });
   redis = new Redis(TEST_REDIS_URL);
-  const azure: Config["azure"] = {
-    credential: { kind: "secret", tenantId: TENANT, clientId: BOT.clientId, clientSecret: BOT.clientSecret },
-    authorityHost: sim.url,
-    graphBaseUrl: sim.url,
-  };
   deps = {
-    graph: createGraphApiFromConfig({ azure } as Config),
+    graph: simGraph(sim, BOT),
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(policyText()),
@@ -278,17 +272,10 @@ describe("Graph failures become typed errors", () => {
   });
 
   it("a wrong bot secret -> permanent AUTH_FAILED that never echoes the secret", async () => {
-    const azure: Config["azure"] = {
-      credential: {
-        kind: "secret",
-        tenantId: TENANT,
-        clientId: BOT.clientId,
-        clientSecret: "wrong-secret-value",
-      },
-      authorityHost: sim.url,
-      graphBaseUrl: sim.url,
+    const bad = {
+      ...deps,
+      graph: simGraph(sim, { clientId: BOT.clientId, clientSecret: "wrong-secret-value" }),
     };
-    const bad = { ...deps, graph: createGraphApiFromConfig({ azure } as Config) };
     const res = await onboardProject(bad, {
       project: newProject(),
       environments: ["production"],
