@@ -135,17 +135,13 @@ export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
   return app;
 }
 
-type BoardServerAdapter = Parameters<typeof createBullBoard>[0]["serverAdapter"];
-
 /** One Bull Board instance, already routed under its full path so the request can be handed over as is. */
 function createBoard(queues: Queue[], path: string, readOnly: boolean): Hono {
   const adapter = new HonoAdapter(serveStatic);
   adapter.setBasePath(path);
   createBullBoard({
     queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: readOnly, allowRetries: !readOnly })),
-    // @bull-board/hono 9.10.1 pins its own copy of @bull-board/api 9.10.1, whose private fields make the
-    // otherwise identical types incompatible with our 9.10.2; the adapter only stores what it is given.
-    serverAdapter: adapter as unknown as BoardServerAdapter,
+    serverAdapter: adapter,
     options: {
       uiConfig: {
         boardTitle: readOnly ? "gitlab-entra-bot (read-only)" : "gitlab-entra-bot",
