@@ -132,9 +132,9 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
           ? command.environments
           : Object.keys((await rt.registry.get(intent.project.id))?.environments ?? {})
         : [];
-  // Offboarding an environment the policy no longer has must stay possible: authorise it as the strictest rule.
-  const authEnvs = command.kind === "offboard" ? envs.filter((e) => environmentRule(rt.policy, e)) : envs;
-  const auth = await authorizeCommand(rt.gitlab, rt.policy, intent.project.id, intent.author.id, authEnvs);
+  const auth = await authorizeCommand(rt.gitlab, rt.policy, intent.project.id, intent.author.id, envs, {
+    removal: command.kind === "offboard",
+  });
   if (!auth.ok) {
     log.info({ user: intent.author.username, command: command.kind }, "command refused");
     await job.log(`refused: ${auth.message}`);

@@ -28,15 +28,29 @@ export function accessLevelName(level: number): string {
   return LEVEL_NAMES[level] ?? `access level ${level}`;
 }
 
+/**
+ * The role needed to act on an environment the policy no longer has (offboarding an orphaned identity): the
+ * strictest role any rule asks for, and never less than Maintainer.
+ */
+function strictestRole(policy: Policy): AccessLevelName {
+  let name: AccessLevelName = "maintainer";
+  for (const rule of Object.values(policy.environments)) {
+    if (ACCESS_LEVELS[rule.minAccessLevel] > ACCESS_LEVELS[name]) name = rule.minAccessLevel;
+  }
+  return name;
+}
+
 export async function authorizeCommand(
   gitlab: GitLabApi,
   policy: Policy,
   projectId: number,
   userId: number,
   environments: readonly string[],
+  opts: { removal?: boolean } = {},
 ): Promise<AuthorizeResult> {
   const unknown = environments.filter((env) => !environmentRule(policy, env));
-  if (unknown.length > 0) {
+  // Removing an identity whose rule was deleted must stay possible, but not for less than it took to create.
+  if (unknown.length > 0 && !opts.removal) {
     const allowed = Object.keys(policy.environments)
       .map((k) => `\`${k}\``)
       .join(", ");
@@ -50,7 +64,7 @@ export async function authorizeCommand(
   let required: { name: AccessLevelName; env?: string } = { name: MIN_LEVEL_WITHOUT_ENVIRONMENTS };
   const perEnv = environments.map((env) => ({
     env,
-    name: environmentRule(policy, env)?.policy.minAccessLevel ?? "owner",
+    name: environmentRule(policy, env)?.policy.minAccessLevel ?? strictestRole(policy),
   }));
   if (perEnv.length > 0) {
     const max = Math.max(...perEnv.map((e) => ACCESS_LEVELS[e.name]));

@@ -226,6 +226,27 @@ describe("slash commands, answered in the issue they were written in", () => {
     expect(data).not.toContain(signature);
   });
 
+  it("offboard of identities the policy no longer has needs Maintainer: a reporter cannot remove them", async () => {
+    // The platform team removed production from the policy; its identity is still in Entra.
+    const prodApp = appFor(stack, projectId, "production");
+    expect(prodApp).toBeTruthy();
+    const saved = stack.policy.environments.production;
+    delete stack.policy.environments.production;
+    try {
+      stack.entra.stats.reset();
+      await say(rita.id, "/entra offboard production");
+      expect(reply()).toMatch(/Maintainer/);
+      expect(graphCalls(stack)).toBe(0);
+      // `/entra offboard` without names covers every registered identity, including the orphaned one.
+      await say(rita.id, "/entra offboard");
+      expect(reply()).toMatch(/Maintainer/);
+      expect(graphCalls(stack)).toBe(0);
+      expect(appFor(stack, projectId, "production")?.appId).toBe(prodApp?.appId);
+    } finally {
+      if (saved) stack.policy.environments.production = saved;
+    }
+  });
+
   it("offboard staging: the identity is gone and staging's login fails; production still works", async () => {
     const stagingAppId = appFor(stack, projectId, "staging")?.appId as string;
     const noteId = await say(dave.id, "/entra offboard staging");
