@@ -24,6 +24,11 @@ async function report(rt: WorkerRuntime, job: Job, data: ReportJob, part?: strin
   return jobId;
 }
 
+/** One hash per project: environment name -> the event that first saw it. */
+function firstSeenKey(rt: WorkerRuntime, projectId: number): string {
+  return `${rt.config.queuePrefix}:first-seen:${projectId}`;
+}
+
 function wantsSubClaim(rt: WorkerRuntime): boolean {
   return rt.policy.gitlab.subClaimComponents[0] === "project_id";
 }
@@ -83,12 +88,12 @@ async function onEnvironmentSeen(
     if (!rule?.policy.onFirstDeployment) continue;
     if (registered?.environments[env.name]) continue;
     // First sight is remembered for good: an environment offboarded on purpose is not re-onboarded by the
-    // next deployment. SET NX makes concurrent events for the same environment onboard it once.
-    const key = `${rt.config.queuePrefix}:first-seen:${intent.project.id}:${env.name}`;
-    // A retry of the same event finds its own id there and carries on.
+    // next deployment. HSETNX makes concurrent events for the same environment onboard it once; a retry of
+    // the same event finds its own id there and carries on.
+    const key = firstSeenKey(rt, intent.project.id);
     const mine =
-      (await rt.redis.set(key, trigger.eventId, "NX")) === "OK" ||
-      (await rt.redis.get(key)) === trigger.eventId;
+      (await rt.redis.hsetnx(key, env.name, trigger.eventId)) === 1 ||
+      (await rt.redis.hget(key, env.name)) === trigger.eventId;
     if (mine) candidates.push(env.name);
   }
   if (candidates.length === 0) return { skipped: "no environment to onboard on first sight" };
@@ -222,9 +227,7 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
       );
       await auditResult(rt, trigger, { ...result, project: intent.project });
       await rt.registry.removeProject(intent.project.id);
-      await rt.redis
-        .scan(0, "MATCH", `${rt.config.queuePrefix}:first-seen:${intent.project.id}:*`, "COUNT", 1000)
-        .then(([, keys]) => (keys.length ? rt.redis.del(...keys) : 0));
+      await rt.redis.del(firstSeenKey(rt, intent.project.id));
       return { environments: summary(result) };
     }
     case "project.moved": {

@@ -1,7 +1,9 @@
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { appFor, appsOf, exchange, onboardingIssues, subjectsOf } from "../helpers/e2e.ts";
+import { TEST_REDIS_URL } from "../helpers/redis.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 /**
@@ -90,5 +92,15 @@ describe("environment first sight", () => {
     await settled(stack);
     expect(appFor(stack, projectId, "review/feature-1")).toBeUndefined();
     expect(await failures(stack)).toEqual([]);
+  });
+
+  it("project_destroy forgets what was first seen, so the record does not outlive the project", async () => {
+    const redis = new Redis(TEST_REDIS_URL);
+    const key = `${stack.config.queuePrefix}:first-seen:${projectId}`;
+    expect(await redis.hkeys(key)).toEqual(expect.arrayContaining(["review/feature-1", "review/feature-2"]));
+    await stack.driver.deleteProject(projectId);
+    await settled(stack);
+    expect(await redis.exists(key)).toBe(0);
+    await redis.quit();
   });
 });
