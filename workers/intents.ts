@@ -238,9 +238,16 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
       );
       await auditResult(rt, trigger, result);
       if (result.environments.length === 0) return { skipped: "project has no identities" };
-      // The issue shows the project path; keep it true. No CI variable or sub-claim change is needed.
+      // The issue shows the project path; keep it true. The variables are re-checked (reads only when
+      // unchanged) so that the issue keeps saying they are set rather than listing the client ids.
       const reportId = registered
-        ? await report(rt, job, { trigger, project: intent.project, result, issue: true })
+        ? await report(rt, job, {
+            trigger,
+            project: intent.project,
+            result,
+            issue: true,
+            ciVariables: rt.policy.onProjectCreate.setCiVariables,
+          })
         : undefined;
       return { environments: summary(result), ...(reportId ? { report: reportId } : {}) };
     }
@@ -259,7 +266,12 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
         moved[String(p.projectId)] = path;
         // As for a project rename: the onboarding issue's snippets name the path; keep them true.
         if (result.environments.length > 0)
-          await report(rt, job, { trigger, project, result, issue: true }, `p${p.projectId}`);
+          await report(
+            rt,
+            job,
+            { trigger, project, result, issue: true, ciVariables: rt.policy.onProjectCreate.setCiVariables },
+            `p${p.projectId}`,
+          );
       }
       return { moved };
     }

@@ -74,6 +74,9 @@ describe("lifecycle: rename, transfer, group rename, destroy", () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]?.description).toContain("acme/api-v2");
     expect(issues[0]?.description).not.toContain("acme/api:");
+    // The rewritten issue still says the bot set the variables, instead of falling back to literal ids.
+    expect(issues[0]?.description).toContain("are CI/CD variables");
+    expect(issues[0]?.description).not.toMatch(/AZURE_CLIENT_ID: [0-9a-f]{8}-/);
   });
 
   it("project_transfer to another group: same identities (no new app), subjects follow", async () => {
