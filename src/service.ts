@@ -5,20 +5,13 @@ import type { IntentHandler } from "../workers/events-processor.ts";
 import type { RunningWorkers, StartWorkersOptions } from "../workers/start.ts";
 import type { Config } from "./config/env.ts";
 import type { Policy } from "./config/policy.ts";
+import { HANDLED_EVENTS } from "./gitlab/normalise.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./logging.ts";
 import { createProducerConnection } from "./queue/connection.ts";
 import { createQueues, type Queues } from "./queue/queues.ts";
 
-const KNOWN_EVENTS = new Set([
-  "System Hook",
-  "Project Hook",
-  "Note Hook",
-  "Confidential Note Hook",
-  "Deployment Hook",
-  "Pipeline Hook",
-  "Job Hook",
-]);
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(HANDLED_EVENTS);
 /** Metric label for X-Gitlab-Event: a fixed set, so a caller cannot grow the series without bound. */
 function eventLabel(event: string): string {
   return KNOWN_EVENTS.has(event) ? event : "other";

@@ -25,10 +25,3 @@ export function createEventsProcessor(logger: Logger, handle: IntentHandler) {
     return handle(parsed.data, job, log);
   };
 }
-
-/** Until Entra and GitLab handlers are wired in: record that the intent arrived and complete. */
-export const logOnlyHandler: IntentHandler = async ({ intent }, job, log) => {
-  log.info({ intent }, "intent received (no handler configured)");
-  await job.log("no handler configured for this intent; completed without changes");
-  return { handled: false, intent: intent.type };
-};

@@ -43,30 +43,22 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
     }
   }
 
-  let ciVariablesSet = false;
-  if (data.ciVariables && result && result.mode === "apply") {
+  // Only an applied outcome has identities whose client ids can go into variables.
+  const ciVariablesSet = data.ciVariables && result?.mode === "apply";
+  if (ciVariablesSet && result) {
     changes.push(...(await setCiVariables(rt.gitlab, project.id, result.environments, result.tenantId)));
-    ciVariablesSet = true;
   }
 
   if (data.issue && result) {
     const full = withRegisteredEnvironments(result, await rt.registry.get(project.id), rt.policy, rt.issuer);
-    const markdown = [
-      ...notes,
-      renderOnboardingMarkdown(full, { ciVariablesSet: ciVariablesSet || data.ciVariables }),
-    ].join("\n\n");
+    const markdown = [...notes, renderOnboardingMarkdown(full, { ciVariablesSet })].join("\n\n");
     changes.push(...(await upsertOnboardingIssue(rt.gitlab, project.id, markdown)));
   }
 
   if (data.reply) {
     const body =
       data.reply.body ??
-      (result
-        ? [
-            ...notes,
-            renderOnboardingMarkdown(result, { ciVariablesSet: ciVariablesSet || data.ciVariables }),
-          ].join("\n\n")
-        : "");
+      (result ? [...notes, renderOnboardingMarkdown(result, { ciVariablesSet })].join("\n\n") : "");
     changes.push(
       ...(await replyToCommand(rt.gitlab, {
         projectId: project.id,

@@ -18,6 +18,17 @@ import type { Actor, Intent, ProjectRef } from "./intents.ts";
 /** Marker the bot puts in every note it writes; a note carrying it is never treated as a command. */
 export const BOT_MARKER = "<!-- gitlab-entra-bot";
 
+/** X-Gitlab-Event values the intake acts on; every other event is acknowledged and ignored. */
+export const HANDLED_EVENTS = [
+  "System Hook",
+  "Project Hook",
+  "Note Hook",
+  "Confidential Note Hook",
+  "Deployment Hook",
+  "Pipeline Hook",
+  "Job Hook",
+] as const;
+
 export interface Issue {
   path: string;
   message: string;

@@ -65,31 +65,3 @@ export function createWorkerConnection(
     sentinel,
   );
 }
-
-/** Resolves once the connection is ready, or rejects after timeoutMs with the last error. */
-export async function waitForReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === "ready") return;
-  await new Promise<void>((resolve, reject) => {
-    let lastError: Error | undefined;
-    const onError = (err: Error) => {
-      lastError = err;
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(
-        new Error(`Redis not reachable after ${timeoutMs} ms${lastError ? `: ${lastError.message}` : ""}`),
-      );
-    }, timeoutMs);
-    const onReady = () => {
-      cleanup();
-      resolve();
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      redis.off("ready", onReady);
-      redis.off("error", onError);
-    };
-    redis.on("ready", onReady);
-    redis.on("error", onError);
-  });
-}
