@@ -53,42 +53,70 @@ export async function sandboxRedis(preferred: string): Promise<SandboxRedis> {
       `no Redis answers at ${preferred} and redis-server is not on PATH. Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL.`,
     );
   }
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "geb-sandbox-redis-"));
-  const child: ChildProcess = spawn(
-    "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--maxmemory-policy",
-      "noeviction",
-    ],
-    { stdio: "ignore" },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 100 && !(await answers(url)); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!(await answers(url))) throw new Error(`started redis-server on port ${port} but it does not answer`);
+  const server = await spawnRedisServer({ port: await freePort(), dir, appendonly: false });
   return {
-    url,
+    url: server.url,
     owned: true,
     stop: async () => {
-      if (child.exitCode === null) {
-        await new Promise<void>((resolve) => {
-          child.once("exit", () => resolve());
-          child.kill("SIGTERM");
-        });
-      }
+      await server.stop("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface RedisServerProcess {
+  url: string;
+  child: ChildProcess;
+  /** Ends the process (SIGKILL is how Redis disappears in an outage) and waits for its exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * A private redis-server on 127.0.0.1 (sandbox and tests): noeviction, no RDB snapshots, AOF as asked, data in
+ * `dir`. Resolves once `ready` (default: PING answers) holds, e.g. a cluster-mode node that has its slots.
+ */
+export async function spawnRedisServer(opts: {
+  port: number;
+  dir: string;
+  appendonly: boolean;
+  extraArgs?: string[];
+  ready?: (url: string) => Promise<boolean>;
+}): Promise<RedisServerProcess> {
+  const child = spawn(
+    "redis-server",
+    [
+      "--port",
+      String(opts.port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      opts.dir,
+      "--save",
+      "",
+      "--appendonly",
+      opts.appendonly ? "yes" : "no",
+      "--maxmemory-policy",
+      "noeviction",
+      ...(opts.extraArgs ?? []),
+    ],
+    { stdio: "ignore" },
+  );
+  const url = `redis://127.0.0.1:${opts.port}`;
+  const stop = async (signal: NodeJS.Signals = "SIGKILL") => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once("exit", () => resolve());
+      child.kill(signal);
+    });
+  };
+  const ready = opts.ready ?? answers;
+  for (let i = 0; i < 200; i++) {
+    if (await ready(url)) return { url, child, stop };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await stop();
+  throw new Error(`redis-server on port ${opts.port} did not become ready`);
 }
 
 /** Deletes every key under `prefix:` (the sandbox's own namespace; never used on a production Redis). */

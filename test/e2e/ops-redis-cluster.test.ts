@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,9 +6,9 @@ import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QUEUES } from "../../src/queue/names.ts";
+import { freePort, type RedisServerProcess, spawnRedisServer } from "../../src/sandbox/redis.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
-import { freePort } from "../helpers/redis-server.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 /**
@@ -22,7 +22,7 @@ import { failures, settled, testStack } from "../helpers/stack.ts";
 const hasRedisServer = spawnSync("redis-server", ["--version"]).status === 0;
 const PREFIX = "{geb}";
 
-let server: ChildProcess | undefined;
+let server: RedisServerProcess | undefined;
 let dir = "";
 let url = "";
 let stack: SandboxStack | undefined;
@@ -47,45 +47,18 @@ describe.skipIf(!hasRedisServer)(`QUEUE_PREFIX=${PREFIX} on a Redis in cluster m
     const port = await freePort();
     dir = mkdtempSync(join(tmpdir(), "geb-redis-cluster-"));
     url = `redis://127.0.0.1:${port}`;
-    server = spawn(
-      "redis-server",
-      [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir,
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        join(dir, "nodes.conf"),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxmemory-policy",
-        "noeviction",
-      ],
-      { stdio: "ignore" },
-    );
-    let ok = false;
-    for (let i = 0; i < 200 && !ok; i++) {
-      ok = await clusterReady(url);
-      if (!ok) await new Promise((r) => setTimeout(r, 50));
-    }
-    if (!ok) throw new Error("redis-server in cluster mode did not reach cluster_state:ok");
+    server = await spawnRedisServer({
+      port,
+      dir,
+      appendonly: false,
+      extraArgs: ["--cluster-enabled", "yes", "--cluster-config-file", join(dir, "nodes.conf")],
+      ready: clusterReady,
+    });
     stack = await testStack("cluster", { redisUrl: url, queuePrefix: PREFIX });
   });
   afterAll(async () => {
     await stack?.close();
-    const s = server;
-    if (s && s.exitCode === null) {
-      await new Promise<void>((resolve) => {
-        s.once("exit", () => resolve());
-        s.kill("SIGKILL");
-      });
-    }
+    await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { answers, freePort } from "../../src/sandbox/redis.ts";
+import { freePort, type RedisServerProcess, spawnRedisServer } from "../../src/sandbox/redis.ts";
 
 export { freePort };
 
@@ -21,45 +20,16 @@ export interface TestRedis {
 export async function testRedisServer(): Promise<TestRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "geb-redis-"));
-  let child: ChildProcess | undefined;
-  const url = `redis://127.0.0.1:${port}`;
-  const ping = () => answers(url);
+  let server: RedisServerProcess | undefined;
   const api: TestRedis = {
-    url,
+    url: `redis://127.0.0.1:${port}`,
     port,
     dir,
     async start() {
-      child = spawn(
-        "redis-server",
-        [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--dir",
-          dir,
-          "--appendonly",
-          "yes",
-          "--save",
-          "",
-          "--maxmemory-policy",
-          "noeviction",
-        ],
-        { stdio: "ignore" },
-      );
-      for (let i = 0; i < 100; i++) {
-        if (await ping()) return;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error(`redis-server on ${port} did not start`);
+      server = await spawnRedisServer({ port, dir, appendonly: true });
     },
     async kill() {
-      const c = child;
-      if (!c || c.exitCode !== null) return;
-      await new Promise<void>((resolve) => {
-        c.once("exit", () => resolve());
-        c.kill("SIGKILL");
-      });
+      await server?.stop("SIGKILL");
     },
     async stop() {
       await api.kill();
