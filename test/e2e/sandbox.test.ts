@@ -4,28 +4,32 @@ import { deletePrefix, uniquePrefix } from "../helpers/redis.ts";
 
 const MAIN = new URL("../../src/sandbox/main.ts", import.meta.url).pathname;
 
+function runSandbox(env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [MAIN, "--tour", "--exit"], {
+    env: { ...process.env, PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => {
+    out += String(d);
+  });
+  child.stderr.on("data", (d) => {
+    err += String(d);
+  });
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code, out, err });
+    });
+  });
+}
+
 describe("npm run sandbox -- --tour --exit", () => {
   it("plays the whole tour against the simulators and exits cleanly", async () => {
     const prefix = uniquePrefix("sandbox");
-    const child = spawn(process.execPath, [MAIN, "--tour", "--exit"], {
-      env: { ...process.env, PORT: "0", QUEUE_PREFIX: prefix },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      err += String(d);
-    });
-    const code = await new Promise<number | null>((resolve) => {
-      const t = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      child.on("exit", (c) => {
-        clearTimeout(t);
-        resolve(c);
-      });
-    });
+    const { code, out, err } = await runSandbox({ QUEUE_PREFIX: prefix });
     await deletePrefix(prefix);
     expect(err).toBe("");
     expect(code).toBe(0);
@@ -36,5 +40,22 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(out).toMatch(/feature\/login -> production: 400 .*AADSTS7002/);
     expect(out).toMatch(/demo\/webapp-v2:ref_type:branch:ref:main/);
     expect(out).toMatch(/app registrations: 2 -> 0/);
+  });
+
+  it("starts its own redis-server when nothing answers at REDIS_URL", async () => {
+    const { code, out, err } = await runSandbox({
+      REDIS_URL: "redis://127.0.0.1:1",
+      QUEUE_PREFIX: "sandbox",
+    });
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect(out).toMatch(/Redis +redis:\/\/127\.0\.0\.1:\d+ \(started by the sandbox/);
+    expect(out).toMatch(/app registrations: 2 -> 0/);
+  });
+
+  it("says how to get Redis when none answers and redis-server is not on PATH", async () => {
+    const { code, err } = await runSandbox({ REDIS_URL: "redis://127.0.0.1:1", PATH: "/nonexistent" });
+    expect(code).toBe(1);
+    expect(err).toMatch(/redis-server is not on PATH\. Install it/);
   });
 });
