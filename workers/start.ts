@@ -1,4 +1,4 @@
-import { type Job, type Processor, Worker } from "bullmq";
+import { type Job, type Processor, type Queue, Worker } from "bullmq";
 import type { Config } from "../src/config/env.ts";
 import type { Policy } from "../src/config/policy.ts";
 import type { GraphApi } from "../src/entra/graph.ts";
@@ -7,7 +7,7 @@ import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { createWorkerConnection } from "../src/queue/connection.ts";
 import { QUEUES } from "../src/queue/names.ts";
-import { createQueues, type Queues } from "../src/queue/queues.ts";
+import { createQueues } from "../src/queue/queues.ts";
 import { DRIFT_SCHEDULER_ID, repairDrift } from "./drift.ts";
 import { createEventsProcessor, type IntentHandler } from "./events-processor.ts";
 import { settleFailure } from "./failure.ts";
@@ -34,12 +34,12 @@ export interface StartWorkersOptions {
 }
 
 /** Wraps a processor so failures go through the one retry policy and durations reach the metrics. */
-function guarded(queue: () => Queues[keyof Omit<Queues, "all" | "close">], fn: Processor): Processor {
+function guarded(queue: Queue, fn: Processor): Processor {
   return async (job: Job, token?: string) => {
     try {
       return await fn(job, token);
     } catch (err) {
-      return settleFailure(err, queue());
+      return settleFailure(err, queue);
     }
   };
 }
@@ -79,30 +79,24 @@ export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
       : {}),
   };
   const workers: Worker[] = [
-    new Worker(
-      QUEUES.events,
-      guarded(() => queues.events, createEventsProcessor(logger, intentHandler)),
-      {
-        ...common,
-        concurrency: config.workerConcurrency,
-      },
-    ),
+    new Worker(QUEUES.events, guarded(queues.events, createEventsProcessor(logger, intentHandler)), {
+      ...common,
+      concurrency: config.workerConcurrency,
+    }),
   ];
   if (runtime) {
     workers.push(
       new Worker(
         QUEUES.reports,
-        guarded(
-          () => queues.reports,
-          (job) => handleReport(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.reports })),
+        guarded(queues.reports, (job) =>
+          handleReport(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.reports })),
         ),
         { ...common, concurrency: config.workerConcurrency },
       ),
       new Worker(
         QUEUES.maintenance,
-        guarded(
-          () => queues.maintenance,
-          (job) => repairDrift(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.maintenance })),
+        guarded(queues.maintenance, (job) =>
+          repairDrift(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.maintenance })),
         ),
         { ...common, concurrency: 1 },
       ),

@@ -99,18 +99,8 @@ function toClaims(raw: unknown, what: string): DoctorClaims {
   }
   const { aud, ...rest } = parsed.data;
   const out: DoctorClaims = {};
-  for (const key of [
-    "iss",
-    "sub",
-    "exp",
-    "iat",
-    "nbf",
-    "project_id",
-    "project_path",
-    "ref",
-    "ref_type",
-    "environment",
-  ] as const) {
+  for (const key of LINE_KEYS) {
+    if (key === "aud") continue;
     const v = rest[key];
     if (v !== undefined) (out as Record<string, unknown>)[key] = v;
   }
