@@ -28,6 +28,8 @@ app.post("/webhooks/gitlab", async (c) => {
       event: "System Hook/project_create",
       eventId: key ?? randomUUID(),
       receivedAt: new Date().toISOString(),
+      source: { kind: "instance" },
+      signed: false,
     },
     key,
   );

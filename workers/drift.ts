@@ -19,6 +19,8 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
     event: "drift-repair",
     eventId: `drift-${job.id}`,
     receivedAt: new Date().toISOString(),
+    source: { kind: "internal" },
+    signed: false,
   };
   const deps = rt.onboarding((l) => void job.log(l));
   const report = { projects: 0, renamed: 0, repaired: 0, driftFound: 0, missing: 0 };

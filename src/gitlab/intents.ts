@@ -14,6 +14,20 @@ export type ProjectRef = z.infer<typeof projectRefSchema>;
 export const actorSchema = z.object({ id: z.number().int(), username: z.string() });
 export type Actor = z.infer<typeof actorSchema>;
 
+/**
+ * Which credential authenticated a delivery, i.e. what it may speak for (see the trust model in the README):
+ * - instance: an instance-wide secret (GITLAB_WEBHOOK_SECRETS / GITLAB_WEBHOOK_SIGNING_TOKENS), the system hook;
+ * - namespace: a group hook secret bound to a namespace full path (GITLAB_GROUP_WEBHOOK_*): it speaks only for
+ *   projects whose path, as GitLab's API reports it, lies under that namespace;
+ * - internal: the bot's own scheduled work (drift repair), never a delivery.
+ */
+export const deliverySourceSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("instance") }),
+  z.object({ kind: z.literal("namespace"), namespace: z.string().min(1) }),
+  z.object({ kind: z.literal("internal") }),
+]);
+export type DeliverySource = z.infer<typeof deliverySourceSchema>;
+
 export const triggerSchema = z.object({
   /** The GitLab event, e.g. "System Hook/project_create", "Note Hook". */
   event: z.string(),
@@ -22,6 +36,10 @@ export const triggerSchema = z.object({
   instance: z.string().optional(),
   receivedAt: z.string(),
   actor: actorSchema.optional(),
+  /** Required: a job that does not say who vouched for it is refused (fail closed). */
+  source: deliverySourceSchema,
+  /** Whether a Standard Webhooks signature authenticated the delivery. */
+  signed: z.boolean().default(false),
 });
 export type Trigger = z.infer<typeof triggerSchema>;
 

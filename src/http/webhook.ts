@@ -110,6 +110,8 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
           : event,
       eventId: eventId ?? `generated-${randomUUID()}`,
       receivedAt: new Date().toISOString(),
+      source: { kind: "instance" },
+      signed: useSignature,
       ...(instance ? { instance } : {}),
       ...(result.actor ? { actor: result.actor } : {}),
     };
