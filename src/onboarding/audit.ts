@@ -24,7 +24,8 @@ const recordBody = {
   /** Absent for project-wide changes (e.g. the onboarding issue). */
   environment: z.string().min(1).max(255).optional(),
   change: changeSchema,
-  outcome: z.enum(["ok", "failed", "planned"]),
+  /** "intended": written before the Entra writes it announces, so a crash cannot lose the record of them. */
+  outcome: z.enum(["ok", "failed", "planned", "refused", "intended"]),
   message: z.string().max(4000).optional(),
   requestId: z.string().max(200).optional(),
 };

@@ -2,7 +2,8 @@ import { z } from "zod";
 
 /** One change (see Change in types.ts), as stored in the audit trail and in report job data. */
 export const changeSchema = z.strictObject({
-  op: z.enum(["create", "update", "delete", "add", "remove"]),
+  /** "refuse": the bot declined to act (forged delivery, planted object, missing approval); "observe": noted, no write. */
+  op: z.enum(["create", "update", "delete", "add", "remove", "refuse", "observe"]),
   kind: z.enum([
     "application",
     "servicePrincipal",
@@ -12,6 +13,8 @@ export const changeSchema = z.strictObject({
     "issue",
     "note",
     "projectSetting",
+    "delivery",
+    "approval",
   ]),
   target: z.string().min(1).max(1000),
   objectId: z.string().max(200).optional(),

@@ -20,11 +20,14 @@ export type ChangeKind =
   | "ciVariable"
   | "issue"
   | "note"
-  | "projectSetting";
+  | "projectSetting"
+  /** A webhook delivery or command the bot refused or found contradicted by GitLab's API. */
+  | "delivery"
+  | "approval";
 
 /** One write made (or, in plan mode, that would be made). Audit records and comments are built from these. */
 export interface Change {
-  op: "create" | "update" | "delete" | "add" | "remove";
+  op: "create" | "update" | "delete" | "add" | "remove" | "refuse" | "observe";
   kind: ChangeKind;
   /** Human-readable target, e.g. FIC name or group id. */
   target: string;
