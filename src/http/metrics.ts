@@ -101,6 +101,18 @@ export const metrics = {
     labelNames: ["kind"] as const,
     registers: [registry],
   }),
+  deliveriesRefusedTotal: new Counter({
+    name: "geb_deliveries_refused_total",
+    help: "Deliveries and commands refused as out of bounds or contradicted by GitLab's API, by stage (intake, worker) and reason.",
+    labelNames: ["stage", "reason"] as const,
+    registers: [registry],
+  }),
+  ownershipCollisionsTotal: new Counter({
+    name: "geb_ownership_collisions_total",
+    help: "App registrations tagged like the bot's that the bot does not own (never adopted), by where they were found.",
+    labelNames: ["where"] as const,
+    registers: [registry],
+  }),
   driftRepairedTotal: new Counter({
     name: "geb_drift_repaired_total",
     help: "Drift differences repaired, by object kind.",
