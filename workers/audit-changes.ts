@@ -7,7 +7,12 @@ export async function auditChanges(
   rt: Pick<WorkerRuntime, "audit">,
   trigger: Trigger,
   project: { id: number; path: string },
-  changes: Array<{ change: Change; environment?: string; outcome?: "ok" | "failed"; message?: string }>,
+  changes: Array<{
+    change: Change;
+    environment?: string;
+    outcome?: "ok" | "failed" | "refused";
+    message?: string;
+  }>,
 ): Promise<void> {
   for (const c of changes) {
     await rt.audit.append({
@@ -32,7 +37,12 @@ export async function auditResult(rt: Pick<WorkerRuntime, "audit">, trigger: Tri
     trigger,
     result.project,
     result.environments.flatMap((env) =>
-      env.changes.map((change) => ({ change, environment: env.environment })),
+      env.changes.map((change) => ({
+        change,
+        environment: env.environment,
+        // A refusal (e.g. an app tagged as this identity that the bot does not own) is recorded as refused.
+        ...(change.op === "refuse" ? { outcome: "refused" as const } : {}),
+      })),
     ),
   );
 }

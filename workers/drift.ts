@@ -4,7 +4,9 @@ import type { Trigger } from "../src/gitlab/intents.ts";
 import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { moveProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
+import { isWrite } from "../src/onboarding/reconciler.ts";
 import { auditResult } from "./audit-changes.ts";
+import { recordFindings, writesOnly } from "./findings.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
 export const DRIFT_SCHEDULER_ID = "drift-repair";
@@ -22,8 +24,8 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
     source: { kind: "internal" },
     signed: false,
   };
-  const deps = rt.onboarding((l) => void job.log(l));
-  const report = { projects: 0, renamed: 0, repaired: 0, driftFound: 0, missing: 0 };
+  const deps = rt.onboarding((l) => void job.log(l), "drift");
+  const report = { projects: 0, renamed: 0, repaired: 0, driftFound: 0, missing: 0, findings: 0 };
   for (const project of await rt.registry.list()) {
     report.projects += 1;
     let path = project.path;
@@ -55,21 +57,25 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
       throw err;
     }
     const plan = await projectStatus(deps, project.projectId);
+    // Look-alike apps and memberships in groups no rule names: reported, never repaired.
+    report.findings += await recordFindings(rt, trigger, plan, job);
     const drifted = plan.environments.filter((e) => e.status === "would-change");
     if (drifted.length === 0) continue;
     for (const env of drifted) {
-      for (const c of env.changes) metrics.driftFoundTotal.inc({ kind: c.kind });
-      report.driftFound += env.changes.length;
+      const writes = env.changes.filter(isWrite);
+      for (const c of writes) metrics.driftFoundTotal.inc({ kind: c.kind });
+      report.driftFound += writes.length;
     }
     const result = await onboardProject(deps, {
       project: { id: project.projectId, path },
       environments: drifted.map((e) => e.environment),
       mode: "apply",
     });
-    await auditResult(rt, trigger, result);
+    await auditResult(rt, trigger, writesOnly(result));
     for (const env of result.environments) {
-      for (const c of env.changes) metrics.driftRepairedTotal.inc({ kind: c.kind });
-      report.repaired += env.changes.length;
+      const writes = env.changes.filter(isWrite);
+      for (const c of writes) metrics.driftRepairedTotal.inc({ kind: c.kind });
+      report.repaired += writes.length;
     }
   }
   await job.log(`drift repair: ${JSON.stringify(report)}`);

@@ -185,11 +185,14 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
       };
     }
     case "offboard": {
-      const result = await offboardProject(deps, {
-        projectId: intent.project.id,
-        environments: envs,
-        mode: "apply",
-      });
+      const result = await offboardProject(
+        rt.onboarding((l) => void job.log(l), "offboarding"),
+        {
+          projectId: intent.project.id,
+          environments: envs,
+          mode: "apply",
+        },
+      );
       await auditResult(rt, trigger, result);
       return {
         environments: summary(result),
@@ -219,7 +222,7 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
     case "project.destroyed": {
       // Stale credentials on a path that can be reused are a takeover risk: remove everything, from Entra's tags.
       const result = await offboardProject(
-        rt.onboarding((l) => void job.log(l)),
+        rt.onboarding((l) => void job.log(l), "offboarding"),
         {
           projectId: intent.project.id,
           mode: "apply",

@@ -1,6 +1,7 @@
 import type { Job } from "bullmq";
 import { UnrecoverableError } from "bullmq";
 import type { Logger } from "../src/logging.ts";
+import { collisionNotes } from "../src/onboarding/collision-notes.ts";
 import { withRegisteredEnvironments } from "../src/onboarding/describe.ts";
 import { replyToCommand, setCiVariables, upsertOnboardingIssue } from "../src/onboarding/report.ts";
 import { renderOnboardingMarkdown } from "../src/onboarding/snippet.ts";
@@ -23,7 +24,7 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
   const data = parsed.data;
   const { project, trigger, result } = data;
   const changes: Change[] = [];
-  const notes: string[] = [];
+  const notes: string[] = result ? collisionNotes(result) : [];
 
   if (data.subClaim && result) {
     const components = result.subClaimComponents;

@@ -5,6 +5,7 @@ import { createTokenCredential } from "../src/entra/credential.ts";
 import type { GraphApi } from "../src/entra/graph.ts";
 import { createGraphApi } from "../src/entra/graph-client.ts";
 import { createRedisPacer } from "../src/entra/pacer.ts";
+import { BotServicePrincipal } from "../src/entra/self.ts";
 import { createGitLabApi, type GitLabApi } from "../src/gitlab/api.ts";
 import { isGitLabError } from "../src/gitlab/errors.ts";
 import { metrics } from "../src/http/metrics.ts";
@@ -26,10 +27,15 @@ export interface WorkerRuntime {
   gitlab: GitLabApi;
   audit: AuditLog;
   registry: Registry;
+  /** The bot's own service principal, resolved once per process (owner of everything it manages). */
+  botSp: BotServicePrincipal;
   issuer: string;
   tenantId: string;
-  onboarding(log?: (line: string) => void): OnboardingDeps;
+  /** `where` labels ownership collisions in geb_ownership_collisions_total (onboarding, drift, offboarding). */
+  onboarding(log?: (line: string) => void, where?: CollisionWhere): OnboardingDeps;
 }
+
+export type CollisionWhere = "onboarding" | "drift" | "offboarding";
 
 /** Collapses ids in Graph paths so metric labels stay low-cardinality. */
 export function graphOperation(method: string, path: string): string {
@@ -106,6 +112,7 @@ export function createWorkerRuntime(opts: {
   );
   const audit = new AuditLog(redis, { key: `${config.queuePrefix}:audit`, logger });
   const registry = new Registry(redis, config.queuePrefix);
+  const botSp = new BotServicePrincipal(graph, credential.clientId);
   const issuer = resolveIssuer(policy, config);
   return {
     config,
@@ -117,10 +124,12 @@ export function createWorkerRuntime(opts: {
     gitlab,
     audit,
     registry,
+    botSp,
     issuer,
     tenantId: credential.tenantId,
-    onboarding: (log) => ({
+    onboarding: (log, where = "onboarding") => ({
       graph,
+      botSp,
       redis,
       keyPrefix: config.queuePrefix,
       policy,
@@ -128,7 +137,22 @@ export function createWorkerRuntime(opts: {
       tenantId: credential.tenantId,
       // The identity lease follows the job lock: a SIGKILLed worker frees both at about the same time.
       ...(config.jobs ? { lock: { leaseMs: config.jobs.lockDurationMs } } : {}),
+      ...(config.replication ? { replication: config.replication } : {}),
       ...(log ? { log } : {}),
+      onCollision: (c) => {
+        metrics.ownershipCollisionsTotal.inc({ where });
+        logger.warn(
+          {
+            project: c.projectId,
+            environment: c.environment,
+            app: c.objectId,
+            owners: c.owners,
+            pinned: c.pinned,
+            where,
+          },
+          "ownership collision: an app tagged as the bot's identity is not owned by the bot alone; not used, not written to",
+        );
+      },
     }),
   };
 }

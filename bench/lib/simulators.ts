@@ -81,7 +81,8 @@ async function entra(): Promise<{ url: string; stats: string }> {
       logins: sim.stats.requests.filter((r) => r.kind === "login").length,
       byOperation,
       apps: sim.state.applications.size,
-      servicePrincipals: sim.state.servicePrincipals.size,
+      // The bot's own service principal is in the tenant too; count only the ones it made.
+      servicePrincipals: sim.state.servicePrincipals.size - 1,
       identities: identities.size,
       duplicateApps: [...identities.values()].reduce((n, c) => n + c - 1, 0),
       fics,

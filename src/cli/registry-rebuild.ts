@@ -2,8 +2,10 @@
  * Rebuilds the bot's Redis registry (GitLab project -> identities) from Entra, after Redis was lost or
  * restored from an old backup:
  *   npm run registry:rebuild [-- --sandbox-ca]
- * Every app the bot owns carries its GitLab project id, environment and path in its tags; this lists them
- * (apps tagged gitlab-entra-bot, with their service principals) and replaces the registry with what it finds.
+ * Reads only what the bot's own service principal owns (GET /servicePrincipals/{bot}/ownedObjects), never a
+ * tag search: an owned app carries its GitLab project id, environment and path in its tags, and is restored
+ * when the bot alone owns it (and its service principal) and it holds no secret or certificate. Anything else
+ * the bot owns is listed as skipped, with the reason. Replaces the registry with what it finds.
  * Reads the worker's environment (AZURE_*, GRAPH_BASE_URL, REDIS_URL or REDIS_SENTINELS, QUEUE_PREFIX).
  * Exit codes: 0 rebuilt, 1 Graph or Redis failed, 2 configuration error.
  */
@@ -11,6 +13,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config/env.ts";
 import { ConfigError, formatProblem } from "../config/problems.ts";
 import { createGraphApiFromConfig } from "../entra/graph-client.ts";
+import { BotServicePrincipal } from "../entra/self.ts";
 import { Registry } from "../onboarding/registry.ts";
 import { createWorkerConnection } from "../queue/connection.ts";
 import { trustSandboxCa } from "../sandbox/tls.ts";
@@ -29,13 +32,19 @@ async function main(): Promise<number> {
   }
   const redis = createWorkerConnection(config.redisUrl, { maxRetriesPerRequest: 3 }, config.redisSentinel);
   try {
-    const projects = await new Registry(redis, config.queuePrefix).rebuildFromEntra(
-      createGraphApiFromConfig(config),
+    const graph = createGraphApiFromConfig(config);
+    const clientId = config.azure.credential?.clientId ?? "";
+    const { projects, skipped } = await new Registry(redis, config.queuePrefix).rebuildFromEntra(
+      graph,
+      new BotServicePrincipal(graph, clientId),
     );
     for (const p of projects) {
       process.stdout.write(`${p.projectId}\t${p.path}\t${Object.keys(p.environments).sort().join(",")}\n`);
     }
-    process.stdout.write(`registry rebuilt from Entra: ${projects.length} project(s)\n`);
+    for (const s of skipped) process.stdout.write(`skipped\t${s.reason}\n`);
+    process.stdout.write(
+      `registry rebuilt from Entra: ${projects.length} project(s)${skipped.length ? `, ${skipped.length} owned object(s) skipped` : ""}\n`,
+    );
     return 0;
   } finally {
     await redis.quit().catch(() => redis.disconnect());

@@ -88,6 +88,21 @@ const envSchema = z.object({
     .int()
     .min(0)
     .default(3600),
+  /**
+   * Entra replication (reference/entra.md §9): how long after the bot created an object an answer saying it
+   * does not exist is still taken for replication and waited out (in the step, then across job attempts), and
+   * the first pause inside a step (doubling, at most 15 s). Tests shorten the pause.
+   */
+  ENTRA_REPLICATION_WAIT_SECONDS: z.coerce
+    .number({ message: "must be a number of seconds" })
+    .int()
+    .min(1)
+    .default(300),
+  ENTRA_REPLICATION_RETRY_MS: z.coerce
+    .number({ message: "must be a number of milliseconds" })
+    .int()
+    .min(1)
+    .default(1_000),
   /** First retry delay of a failed job (doubling, jittered). Tests shorten it; production keeps 2 s. */
   JOB_BACKOFF_MS: z.coerce
     .number({ message: "must be a number of milliseconds" })
@@ -180,6 +195,8 @@ export interface Config {
   admin: { token: string | undefined; viewerToken: string | undefined };
   /** Queue timing knobs; absent = the production defaults (2 s backoff, BullMQ's 30 s stall checks). */
   jobs?: { backoffMs: number; stalledIntervalMs: number; lockDurationMs: number };
+  /** Waiting out Entra's replication after a create; absent = 5 minutes, first pause 1 s. */
+  replication?: { windowMs: number; baseMs: number };
   /** Server timeouts against slow clients; absent = 10 s for headers, 15 s for the whole request. */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
@@ -295,6 +312,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     },
     azure: { credential, authorityHost: e.AZURE_AUTHORITY_HOST, graphBaseUrl: e.GRAPH_BASE_URL },
     admin: { token: e.ADMIN_TOKEN, viewerToken: e.ADMIN_VIEWER_TOKEN },
+    replication: { windowMs: e.ENTRA_REPLICATION_WAIT_SECONDS * 1000, baseMs: e.ENTRA_REPLICATION_RETRY_MS },
     jobs: {
       backoffMs: e.JOB_BACKOFF_MS,
       stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,

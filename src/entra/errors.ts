@@ -12,6 +12,14 @@ export type EntraErrorCode =
   | "GRAPH_NOT_FOUND"
   | "GRAPH_CONFLICT"
   | "GRAPH_BAD_RESPONSE"
+  /** Entra's replicas do not know an object the bot created moments ago (reference/entra.md §9). */
+  | "GRAPH_NOT_REPLICATED"
+  /** The in-step wait for replication ran out; the job's next attempt carries on waiting. */
+  | "ENTRA_REPLICATING"
+  /** The bot's own service principal cannot be resolved from AZURE_CLIENT_ID. */
+  | "BOT_IDENTITY_UNKNOWN"
+  /** An object the bot would manage is not (or no longer) owned by the bot alone: it is left untouched. */
+  | "OWNERSHIP_REFUSED"
   | "AUTH_FAILED"
   | "PLAN_TOO_MANY_FICS"
   | "PLAN_INVALID"
@@ -24,6 +32,8 @@ const RETRYABLE: ReadonlySet<EntraErrorCode> = new Set<EntraErrorCode>([
   "GRAPH_UNAVAILABLE",
   "GRAPH_NOT_FOUND",
   "GRAPH_CONFLICT",
+  "GRAPH_NOT_REPLICATED",
+  "ENTRA_REPLICATING",
   "LOCK_TIMEOUT",
   "LOCK_LOST",
 ]);
@@ -33,6 +43,9 @@ export interface EntraErrorInit {
   message: string;
   status?: number;
   graphCode?: string;
+  /** Graph's own error message and detail codes, kept apart from the operator message to classify by. */
+  graphMessage?: string;
+  graphDetails?: string[];
   requestId?: string;
   retryAfterMs?: number;
   /** Overrides the code's default (e.g. a 404 on an object we did not just create is permanent). */
@@ -44,6 +57,8 @@ export class EntraError extends Error {
   readonly code: EntraErrorCode;
   readonly status: number | undefined;
   readonly graphCode: string | undefined;
+  readonly graphMessage: string | undefined;
+  readonly graphDetails: string[] | undefined;
   readonly requestId: string | undefined;
   readonly retryAfterMs: number | undefined;
   readonly permanent: boolean;
@@ -54,6 +69,8 @@ export class EntraError extends Error {
     this.code = init.code;
     this.status = init.status;
     this.graphCode = init.graphCode;
+    this.graphMessage = init.graphMessage;
+    this.graphDetails = init.graphDetails;
     this.requestId = init.requestId;
     this.retryAfterMs = init.retryAfterMs;
     this.permanent = init.permanent ?? !RETRYABLE.has(init.code);
@@ -100,8 +117,31 @@ export interface GraphFailure {
   status: number;
   graphCode?: string | undefined;
   graphMessage?: string | undefined;
+  /** Codes of error.details[] (e.g. NoBackingApplicationObject). */
+  graphDetails?: string[] | undefined;
   requestId?: string | undefined;
   retryAfter?: string | null | undefined;
+}
+
+/**
+ * Graph's two answers to a service principal create whose app a replica does not know yet: 400
+ * NoBackingApplicationObject and 403 "…backing application … must in the local tenant" (sic). The Azure CLI
+ * and HashiCorp's msgraph client retry exactly these; neither means a missing permission.
+ */
+export function isAppNotReplicatedAnswer(f: GraphFailure): boolean {
+  const msg = f.graphMessage ?? "";
+  if (f.status === 400) {
+    return (
+      (f.graphDetails ?? []).includes("NoBackingApplicationObject") ||
+      /of the service principal does not reference a valid application object/i.test(msg)
+    );
+  }
+  return f.status === 403 && /backing application of the service principal being created must/i.test(msg);
+}
+
+/** Whether Graph's 404 message names this object id ("Resource '<id>' does not exist or …"). */
+export function notFoundNames(err: EntraError, id: string): boolean {
+  return err.code === "GRAPH_NOT_FOUND" && (err.graphMessage ?? "").toLowerCase().includes(id.toLowerCase());
 }
 
 /** Maps a failed Graph response to a typed error with an operator-facing message. */
@@ -112,9 +152,23 @@ export function errorFromGraph(op: GraphOperation, f: GraphFailure): EntraError 
     : f.graphCode
       ? `: ${f.graphCode}`
       : "";
-  const base = { status: f.status, graphCode: f.graphCode, requestId: f.requestId };
+  const base = {
+    status: f.status,
+    graphCode: f.graphCode,
+    requestId: f.requestId,
+    ...(f.graphMessage !== undefined ? { graphMessage: f.graphMessage } : {}),
+    ...(f.graphDetails?.length ? { graphDetails: f.graphDetails } : {}),
+  };
   const retryAfterMs = parseRetryAfter(f.retryAfter);
   switch (true) {
+    case isAppNotReplicatedAnswer(f):
+      // Checked before the plain 400/403 cases: telling an operator to grant a permission the bot already has,
+      // or to fix a value, would send them the wrong way.
+      return new EntraError({
+        ...base,
+        code: "GRAPH_NOT_REPLICATED",
+        message: `Entra does not know the app yet while trying to ${op.action}${said}${rid}. Right after an app is created this is Entra's replication, not a permission problem; the bot retries`,
+      });
     case f.status === 429:
       return new EntraError({
         ...base,

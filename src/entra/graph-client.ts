@@ -11,7 +11,15 @@ import { z } from "zod";
 import type { Config } from "../config/env.ts";
 import { createTokenCredential, graphScope } from "./credential.ts";
 import { EntraError, errorFromGraph, type GraphOperation } from "./errors.ts";
-import type { FicSpec, GraphApi, GraphApplication, GraphFic, NewApplication } from "./graph.ts";
+import type {
+  DirectoryObjectRef,
+  FicSpec,
+  GraphApi,
+  GraphApplication,
+  GraphFic,
+  GraphServicePrincipal,
+  NewApplication,
+} from "./graph.ts";
 import type { GraphPacer } from "./pacer.ts";
 
 export interface GraphClientOptions {
@@ -46,9 +54,31 @@ const graphErrorSchema = z.object({
   error: z.object({
     code: z.string().optional(),
     message: z.string().optional(),
+    // e.g. [{code: "NoBackingApplicationObject", target: "appId"}] on a service principal create.
+    details: z
+      .array(z.object({ code: z.string().optional() }).passthrough())
+      .optional()
+      .catch(undefined),
     innerError: z.object({ "request-id": z.string().optional() }).passthrough().optional(),
   }),
 });
+/** An owner or owned object; only the id and its type matter to the bot. */
+const directoryRefSchema = z.object({ id: z.string(), "@odata.type": z.string().optional() }).passthrough();
+const credentialList = z.array(z.unknown()).nullish();
+const countCredentials = (o: {
+  passwordCredentials?: unknown[] | null | undefined;
+  keyCredentials?: unknown[] | null | undefined;
+}) => (o.passwordCredentials?.length ?? 0) + (o.keyCredentials?.length ?? 0);
+const applicationWithCredentialsSchema = applicationSchema.extend({
+  passwordCredentials: credentialList,
+  keyCredentials: credentialList,
+});
+const servicePrincipalWithCredentialsSchema = servicePrincipalSchema.extend({
+  passwordCredentials: credentialList,
+  keyCredentials: credentialList,
+});
+const APP_SELECT = "id,appId,displayName,tags,passwordCredentials,keyCredentials";
+const SP_SELECT = "id,appId,passwordCredentials,keyCredentials";
 
 const P = {
   appRead: "Application.Read.All (or Application.ReadWrite.OwnedBy)",
@@ -135,6 +165,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       status: res.status,
       graphCode: e?.code,
       graphMessage: e?.message,
+      graphDetails: e?.details?.map((d) => d.code).filter((c): c is string => typeof c === "string"),
       requestId: requestId ?? e?.innerError?.["request-id"],
       retryAfter: res.headers.get("retry-after"),
     });
@@ -186,6 +217,20 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
     displayName: a.displayName ?? "",
     tags: a.tags ?? [],
   });
+  const toAppWithCredentials = (a: z.infer<typeof applicationWithCredentialsSchema>): GraphApplication => ({
+    ...toApp(a),
+    credentialCount: countCredentials(a),
+  });
+  const toRefs = (objs: z.infer<typeof directoryRefSchema>[]): DirectoryObjectRef[] =>
+    objs.map((o) => ({ id: o.id, type: o["@odata.type"] ?? "#microsoft.graph.directoryObject" }));
+  const orNull = async <T>(fn: () => Promise<T>): Promise<T | null> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return null;
+      throw err;
+    }
+  };
 
   return {
     async listApplicationsByTag(tag) {
@@ -345,6 +390,93 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       // Always via /$ref: without it Graph deletes the member object itself.
       const r = await absent(op, "DELETE", `/groups/${groupId}/members/${principalObjectId}/$ref`);
       return r === "deleted" ? "removed" : "absent";
+    },
+
+    getApplication(id) {
+      const op = { action: `read the app registration ${id}`, permission: P.appRead };
+      return orNull(async () =>
+        toAppWithCredentials(
+          parse(
+            op,
+            applicationWithCredentialsSchema,
+            await send(op, "GET", `/applications/${id}?$select=${APP_SELECT}`),
+          ),
+        ),
+      );
+    },
+
+    async upsertApplication(uniqueName, app) {
+      const op = {
+        action: `create the app registration "${app.displayName}" (uniqueName ${uniqueName})`,
+        permission: P.appWrite,
+      };
+      const path = `/applications(uniqueName=${quote(uniqueName)})`;
+      const r = await send(
+        op,
+        "PATCH",
+        path,
+        {
+          displayName: app.displayName,
+          tags: app.tags,
+          signInAudience: "AzureADMyOrg",
+          ...(app.description ? { description: app.description } : {}),
+        },
+        { Prefer: "create-if-missing" },
+      );
+      if (r.status === 201)
+        return { app: toAppWithCredentials(parse(op, applicationWithCredentialsSchema, r)), created: true };
+      // 204: an earlier attempt created it; Graph sends no body, so read it back by the same key.
+      const got = await send(op, "GET", `${path}?$select=${APP_SELECT}`);
+      return { app: toAppWithCredentials(parse(op, applicationWithCredentialsSchema, got)), created: false };
+    },
+
+    getApplicationByUniqueName(uniqueName) {
+      const op = { action: `read the app registration with uniqueName ${uniqueName}`, permission: P.appRead };
+      return orNull(async () =>
+        toAppWithCredentials(
+          parse(
+            op,
+            applicationWithCredentialsSchema,
+            await send(op, "GET", `/applications(uniqueName=${quote(uniqueName)})?$select=${APP_SELECT}`),
+          ),
+        ),
+      );
+    },
+
+    async listApplicationOwners(appObjectId) {
+      const op = { action: `list the owners of app registration ${appObjectId}`, permission: P.appRead };
+      return toRefs(await listAll(op, directoryRefSchema, `/applications/${appObjectId}/owners?$select=id`));
+    },
+
+    getServicePrincipal(id) {
+      const op = { action: `read the service principal ${id}`, permission: P.appRead };
+      return orNull(async (): Promise<GraphServicePrincipal> => {
+        const sp = parse(
+          op,
+          servicePrincipalWithCredentialsSchema,
+          await send(op, "GET", `/servicePrincipals/${id}?$select=${SP_SELECT}`),
+        );
+        return { id: sp.id, appId: sp.appId, credentialCount: countCredentials(sp) };
+      });
+    },
+
+    async listServicePrincipalOwners(id) {
+      const op = { action: `list the owners of service principal ${id}`, permission: P.appRead };
+      return toRefs(await listAll(op, directoryRefSchema, `/servicePrincipals/${id}/owners?$select=id`));
+    },
+
+    async listOwnedObjects(servicePrincipalId) {
+      const op = {
+        action: `list the objects service principal ${servicePrincipalId} owns`,
+        permission: P.appRead,
+      };
+      return toRefs(
+        await listAll(
+          op,
+          directoryRefSchema,
+          `/servicePrincipals/${servicePrincipalId}/ownedObjects?$select=id`,
+        ),
+      );
     },
   };
 }

@@ -10,11 +10,25 @@ export interface GraphApplication {
   appId: string;
   displayName: string;
   tags: string[];
+  /**
+   * Secrets and certificates on the app (password + key credentials), when the read selected them. The bot
+   * never adds any: its identities log in only through federated credentials.
+   */
+  credentialCount?: number;
 }
 
 export interface GraphServicePrincipal {
   id: string;
   appId: string;
+  /** As for GraphApplication, when the read selected them. */
+  credentialCount?: number;
+}
+
+/** One entry of an owners or ownedObjects list. */
+export interface DirectoryObjectRef {
+  id: string;
+  /** OData type, e.g. "#microsoft.graph.servicePrincipal", "#microsoft.graph.user", "#microsoft.graph.application". */
+  type: string;
 }
 
 export interface FicSpec {
@@ -66,4 +80,27 @@ export interface GraphApi {
   /** "already-member" when Graph answers its non-idempotent 400 "already exist". */
   addGroupMember(groupId: string, principalObjectId: string): Promise<"added" | "already-member">;
   removeGroupMember(groupId: string, principalObjectId: string): Promise<"removed" | "absent">;
+
+  // Ownership and read-your-writes (issue 12): the bot manages only objects it owns, found by id, never by search.
+
+  /** GET /applications/{id} (with credential counts), or null on 404. */
+  getApplication(id: string): Promise<GraphApplication | null>;
+  /**
+   * PATCH applications(uniqueName='..') with Prefer: create-if-missing (application-upsert): created=true on
+   * 201; on 204 (it existed) the app is read back by the same key. Replaying it never makes a second app.
+   */
+  upsertApplication(
+    uniqueName: string,
+    app: NewApplication,
+  ): Promise<{ app: GraphApplication; created: boolean }>;
+  /** GET /applications(uniqueName='..'), or null on 404. */
+  getApplicationByUniqueName(uniqueName: string): Promise<GraphApplication | null>;
+  /** Direct owners of an app registration (all pages). */
+  listApplicationOwners(appObjectId: string): Promise<DirectoryObjectRef[]>;
+  /** GET /servicePrincipals/{id} (with credential counts), or null on 404. */
+  getServicePrincipal(id: string): Promise<GraphServicePrincipal | null>;
+  /** Direct owners of a service principal (all pages). */
+  listServicePrincipalOwners(id: string): Promise<DirectoryObjectRef[]>;
+  /** Objects a service principal owns: apps, service principals, ... (all pages). */
+  listOwnedObjects(servicePrincipalId: string): Promise<DirectoryObjectRef[]>;
 }

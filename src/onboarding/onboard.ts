@@ -1,17 +1,29 @@
 import type { Redis } from "ioredis";
 import type { Policy } from "../config/policy.ts";
 import { EntraError } from "../entra/errors.ts";
-import type { GraphApi } from "../entra/graph.ts";
+import type { GraphApi, GraphApplication } from "../entra/graph.ts";
+import type { BotServicePrincipal } from "../entra/self.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
+import { managedGroups } from "./managed-groups.ts";
 import { parseIdentityTags } from "./naming.ts";
 import { planIdentity } from "./planner.ts";
-import { findIdentityApps, type Mode, offboardApp, reconcileIdentity } from "./reconciler.ts";
+import {
+  isWrite,
+  type Mode,
+  type OwnershipCollision,
+  offboardIdentity,
+  reconcileIdentity,
+  taggedApps,
+} from "./reconciler.ts";
 import { Registry } from "./registry.ts";
+import type { ReplicationWait } from "./replication.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
 
 export interface OnboardingDeps {
   graph: GraphApi;
+  /** The bot's own service principal: the owner every managed object must have, alone. */
+  botSp: Pick<BotServicePrincipal, "objectId">;
   redis: Redis;
   keyPrefix: string;
   policy: Policy;
@@ -21,9 +33,10 @@ export interface OnboardingDeps {
   log?: (line: string) => void;
   /** Identity lock tuning (defaults: lease 30 s, wait 60 s). */
   lock?: LockOptions;
-  /** Replication-delay 404 retries inside a step (defaults: 5 retries from 500 ms, doubling). */
-  notFoundRetries?: number;
-  notFoundBaseMs?: number;
+  /** Waiting for Entra's replication after a create (replication.ts; defaults there). */
+  replication?: Partial<ReplicationWait>;
+  /** An app tagged like an identity that the bot does not own alone (log and metric it). */
+  onCollision?: (c: OwnershipCollision) => void;
 }
 
 /**
@@ -73,6 +86,9 @@ export async function onboardProject(
 ): Promise<OnboardResult> {
   const { project, mode } = input;
   const registry = new Registry(deps.redis, deps.keyPrefix);
+  const managed = managedGroups(deps.policy);
+  // One tag search per project, only to notice look-alikes: it never supplies an identity.
+  let tagged: GraphApplication[] | undefined;
   const outcomes: EnvironmentOutcome[] = [];
   for (const environment of [...new Set(input.environments)]) {
     const empty = { environment, refs: [], subjects: [], groups: [] };
@@ -103,30 +119,47 @@ export async function onboardProject(
       `${environment}: plan ${desired.displayName}: ${desired.fics.length} credential(s) [${base.subjects.join(", ")}], ${desired.groups.length} group(s)`,
     );
     try {
+      const botSpId = await deps.botSp.objectId();
+      tagged ??= await taggedApps(deps.graph, project.id);
+      const seen = tagged;
       const r = await withLock(
         deps.redis,
         identityLockKey(deps.keyPrefix, project.id, environment),
         () =>
           reconcileIdentity(deps.graph, desired, {
             mode,
+            botSpId,
+            pins: registry.pinStore(project.id, project.path, environment),
+            managedGroups: managed,
+            tagged: seen,
+            ...(deps.replication ? { replication: deps.replication } : {}),
             ...(deps.log ? { log: deps.log } : {}),
-            ...(deps.notFoundRetries !== undefined ? { notFoundRetries: deps.notFoundRetries } : {}),
-            ...(deps.notFoundBaseMs !== undefined ? { notFoundBaseMs: deps.notFoundBaseMs } : {}),
+            ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
           }),
         deps.lock,
       );
-      if (mode === "apply" && r.identity) await registry.setIdentity(project.id, project.path, r.identity);
-      const status = r.changes.length === 0 ? "unchanged" : mode === "plan" ? "would-change" : "changed";
-      deps.log?.(
-        `${environment}: ${status} (${r.changes.length} change${r.changes.length === 1 ? "" : "s"})`,
-      );
+      const writes = r.changes.filter(isWrite).length;
+      const status = r.refused
+        ? "refused"
+        : writes === 0
+          ? "unchanged"
+          : mode === "plan"
+            ? "would-change"
+            : "changed";
+      deps.log?.(`${environment}: ${status} (${writes} change${writes === 1 ? "" : "s"})`);
       // The job log is what an operator reads in the queue UI: one line per write (or planned write).
       for (const c of r.changes) {
         deps.log?.(
           `  ${mode === "plan" ? "would " : ""}${c.op} ${c.kind} ${c.target}${c.objectId ? ` [${c.objectId}]` : ""}${c.detail ? ` (${c.detail})` : ""}`,
         );
       }
-      outcomes.push({ ...base, status, changes: r.changes, ...(r.identity ? { identity: r.identity } : {}) });
+      outcomes.push({
+        ...base,
+        status,
+        changes: r.changes,
+        ...(r.identity ? { identity: r.identity } : {}),
+        ...(r.refused ? { message: r.refused } : {}),
+      });
     } catch (err) {
       if (err instanceof Error) deps.log?.(`${environment}: ${err.message}`);
       outcomes.push(settle(environment, err, base));
@@ -142,42 +175,49 @@ export async function offboardProject(
   const { projectId, mode } = input;
   const registry = new Registry(deps.redis, deps.keyPrefix);
   const registered = await registry.get(projectId);
-  // Entra is the truth: a lost registry must not leave credentials behind on a reusable path.
-  const apps = await findIdentityApps(deps.graph, projectId);
-  const byEnv = new Map<string, typeof apps>();
-  for (const app of apps) {
-    const env = parseIdentityTags(app.tags)?.environment;
-    if (env !== undefined) byEnv.set(env, [...(byEnv.get(env) ?? []), app]);
-  }
-  const path =
-    registered?.path ??
-    apps.map((a) => parseIdentityTags(a.tags)?.path).find(Boolean) ??
-    `project-${projectId}`;
-  const wanted = input.environments ?? [
-    ...new Set([...byEnv.keys(), ...Object.keys(registered?.environments ?? {})]),
-  ];
+  const pins = await registry.pins(projectId);
+  const botSpId = await deps.botSp.objectId();
+  // The tag search finds what a lost registry forgot; only apps the bot alone owns are removed from it.
+  const tagged = await taggedApps(deps.graph, projectId);
+  const taggedEnvs = tagged.map((a) => parseIdentityTags(a.tags)?.environment).filter((e) => e !== undefined);
+  const path = registered?.path ?? `project-${projectId}`;
+  const wanted = input.environments ?? [...new Set([...Object.keys(pins), ...taggedEnvs])];
+  const managed = managedGroups(deps.policy);
   const outcomes: EnvironmentOutcome[] = [];
   for (const environment of [...new Set(wanted)].sort()) {
     const base = { environment, refs: [], subjects: [], groups: [] };
-    const envApps = byEnv.get(environment) ?? [];
     try {
-      const changes = await withLock(
+      const r = await withLock(
         deps.redis,
         identityLockKey(deps.keyPrefix, projectId, environment),
-        async () => {
-          const all = [];
-          for (const app of envApps) all.push(...(await offboardApp(deps.graph, app, { mode })));
-          return all;
-        },
+        async () =>
+          offboardIdentity(deps.graph, {
+            mode,
+            botSpId,
+            projectId,
+            environment,
+            // Read again under the lock: a job that held it may have just pinned this identity.
+            pin: await registry.getPin(projectId, environment),
+            managedGroups: managed,
+            tagged,
+            ...(deps.log ? { log: deps.log } : {}),
+            ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
+          }),
         deps.lock,
       );
       if (mode === "apply") await registry.removeIdentity(projectId, environment);
-      const status = changes.length === 0 ? "unchanged" : mode === "plan" ? "would-change" : "removed";
+      const writes = r.changes.filter(isWrite).length;
+      const status =
+        writes === 0 ? (r.refused ? "refused" : "unchanged") : mode === "plan" ? "would-change" : "removed";
       outcomes.push({
         ...base,
         status,
-        changes,
-        ...(changes.length === 0 ? { message: `no identity exists for environment "${environment}"` } : {}),
+        changes: r.changes,
+        ...(r.refused
+          ? { message: r.refused }
+          : writes === 0
+            ? { message: `no identity of the bot exists for environment "${environment}"` }
+            : {}),
       });
     } catch (err) {
       outcomes.push(settle(environment, err, base));
@@ -186,18 +226,18 @@ export async function offboardProject(
   return result(deps, { id: projectId, path }, mode, outcomes);
 }
 
-/** Environments the bot manages for a project: the registry's, plus any Entra has (registry loss). */
+/**
+ * Environments the bot manages for a project: those the registry pins. Never from tags: a planted app tagged
+ * "production" must not make a rename onboard production.
+ */
 async function managedEnvironments(deps: OnboardingDeps, projectId: number) {
-  const registered = await new Registry(deps.redis, deps.keyPrefix).get(projectId);
-  const apps = await findIdentityApps(deps.graph, projectId);
-  const envs = new Set(Object.keys(registered?.environments ?? {}));
-  let tagPath: string | undefined;
-  for (const a of apps) {
-    const t = parseIdentityTags(a.tags);
-    if (t) envs.add(t.environment);
-    tagPath ??= t?.path;
-  }
-  return { environments: [...envs].sort(), path: registered?.path ?? tagPath };
+  const registry = new Registry(deps.redis, deps.keyPrefix);
+  const registered = await registry.get(projectId);
+  const pins = await registry.pins(projectId);
+  const envs = Object.entries(pins)
+    .filter(([, pin]) => pin.appObjectId !== undefined || pin.uniqueName !== undefined)
+    .map(([env]) => env);
+  return { environments: envs.sort(), path: registered?.path };
 }
 
 /** Re-subjects every managed environment after a rename or transfer (FIC names are stable: PATCH in place). */

@@ -1,22 +1,106 @@
 import type { Redis } from "ioredis";
-import type { GraphApi } from "../entra/graph.ts";
-import { BOT_TAG, parseIdentityTags } from "./naming.ts";
-import { identityRecordSchema } from "./schemas.ts";
+import { z } from "zod";
+import type { DirectoryObjectRef, GraphApi, GraphApplication } from "../entra/graph.ts";
+import type { BotServicePrincipal } from "../entra/self.ts";
+import { parseIdentityTags } from "./naming.ts";
 import type { IdentityRecord } from "./types.ts";
 
 /**
- * Which Entra identities belong to which GitLab project. A cache of Entra, not a source of truth: every app
- * carries its project id and environment in tags, so rebuildFromEntra() restores it after Redis loss.
- * Layout: one hash per project (field "path", fields "env:<name>" = IdentityRecord JSON) so concurrent
- * jobs for different environments of one project never overwrite each other; a set indexes project ids.
+ * Which Entra identities belong to which GitLab project, pinned by object id. The pin is what makes an app the
+ * bot's identity for (project, environment): the bot reads pinned objects by id (read-your-writes) and never
+ * takes an app from a tag search, whose answers anyone who can register an app can forge, and which lag
+ * behind creates. Pins are written as the create happens: the intent (a fresh uniqueName) before the app
+ * exists, the object ids the moment Graph returns them, so a job that dies in between finds its own app again.
+ *
+ * Layout: one hash per project (field "path", fields "env:<name>" = IdentityPin JSON) so concurrent jobs for
+ * different environments of one project never overwrite each other; a set indexes project ids. Entries written
+ * before pins existed (IdentityRecord JSON) read as complete pins without creation times.
+ *
+ * After Redis loss, rebuildFromEntra() restores pins from the objects the bot's service principal owns.
  */
+export interface IdentityPin {
+  environment: string;
+  displayName: string;
+  /** The app's uniqueName (client-chosen alternate key), recorded before the create: a retry repeats it. */
+  uniqueName?: string;
+  /** When the intent was recorded (ISO): an app found by the same uniqueName was created after it. */
+  intentAt?: string;
+  appObjectId?: string;
+  appId?: string;
+  /** When the bot created the app (ISO); absent when unknown (older pins, rebuilt pins). */
+  appCreatedAt?: string;
+  spObjectId?: string;
+  /** When the bot created the service principal (ISO). */
+  spCreatedAt?: string;
+}
+
+export const identityPinSchema = z.object({
+  environment: z.string(),
+  displayName: z.string(),
+  uniqueName: z.string().optional(),
+  intentAt: z.string().optional(),
+  appObjectId: z.string().optional(),
+  appId: z.string().optional(),
+  appCreatedAt: z.string().optional(),
+  spObjectId: z.string().optional(),
+  spCreatedAt: z.string().optional(),
+});
+
+/** A pin with app and service principal: an identity pipelines can use. */
+export function completeIdentity(pin: IdentityPin): IdentityRecord | undefined {
+  if (!pin.appObjectId || !pin.appId || !pin.spObjectId) return undefined;
+  return {
+    environment: pin.environment,
+    appObjectId: pin.appObjectId,
+    appId: pin.appId,
+    spObjectId: pin.spObjectId,
+    displayName: pin.displayName,
+  };
+}
+
 export interface RegisteredProject {
   projectId: number;
   path: string;
+  /** Complete identities only (see pins() for identities still being created). */
   environments: Record<string, IdentityRecord>;
 }
 
+/** The pin of one (project, environment), bound for the reconciler. */
+export interface PinStore {
+  get(): Promise<IdentityPin | undefined>;
+  save(pin: IdentityPin): Promise<void>;
+}
+
+/** An owned object the rebuild did not restore, and why. */
+export interface RebuildSkip {
+  objectId: string;
+  reason: string;
+}
+
+export interface RebuildResult {
+  projects: RegisteredProject[];
+  skipped: RebuildSkip[];
+}
+
 const ENV = "env:";
+const APP_TYPE = "#microsoft.graph.application";
+const SP_TYPE = "#microsoft.graph.servicePrincipal";
+
+/** Owned by the bot's service principal and by nobody else. */
+export function soleOwner(owners: readonly DirectoryObjectRef[], botSpId: string): boolean {
+  return owners.length === 1 && owners[0]?.id.toLowerCase() === botSpId.toLowerCase();
+}
+
+export function describeOwners(owners: readonly DirectoryObjectRef[], botSpId: string): string {
+  if (owners.length === 0) return "no owner";
+  return owners
+    .map((o) =>
+      o.id.toLowerCase() === botSpId.toLowerCase()
+        ? "the bot"
+        : `${o.type.replace("#microsoft.graph.", "")} ${o.id}`,
+    )
+    .join(", ");
+}
 
 export class Registry {
   readonly #redis: Redis;
@@ -39,12 +123,46 @@ export class Registry {
     return decode(projectId, h);
   }
 
-  async setIdentity(projectId: number, path: string, record: IdentityRecord): Promise<void> {
+  /** Every pin of a project, complete or not, by environment. */
+  async pins(projectId: number): Promise<Record<string, IdentityPin>> {
+    return decodePins(await this.#redis.hgetall(this.#key(projectId)));
+  }
+
+  async getPin(projectId: number, environment: string): Promise<IdentityPin | undefined> {
+    const raw = await this.#redis.hget(this.#key(projectId), `${ENV}${environment}`);
+    return raw === null ? undefined : parsePin(raw);
+  }
+
+  async savePin(projectId: number, path: string, pin: IdentityPin): Promise<void> {
     await this.#redis
       .multi()
-      .hset(this.#key(projectId), "path", path, `${ENV}${record.environment}`, JSON.stringify(record))
+      .hset(this.#key(projectId), "path", path, `${ENV}${pin.environment}`, JSON.stringify(pin))
       .sadd(this.#index, String(projectId))
       .exec();
+  }
+
+  /** PinStore for one identity; saving also records the project's current path. */
+  pinStore(projectId: number, path: string, environment: string): PinStore {
+    return {
+      get: () => this.getPin(projectId, environment),
+      save: (pin) => this.savePin(projectId, path, pin),
+    };
+  }
+
+  /** Records a complete identity, keeping the creation times an existing pin holds. */
+  async setIdentity(projectId: number, path: string, record: IdentityRecord): Promise<void> {
+    const old = await this.getPin(projectId, record.environment);
+    const keep =
+      old?.appObjectId === record.appObjectId
+        ? {
+            ...(old.uniqueName ? { uniqueName: old.uniqueName } : {}),
+            ...(old.appCreatedAt ? { appCreatedAt: old.appCreatedAt } : {}),
+            ...(old.spCreatedAt && old.spObjectId === record.spObjectId
+              ? { spCreatedAt: old.spCreatedAt }
+              : {}),
+          }
+        : {};
+    await this.savePin(projectId, path, { ...record, ...keep });
   }
 
   async setPath(projectId: number, path: string): Promise<void> {
@@ -83,55 +201,122 @@ export class Registry {
   }
 
   /**
-   * Replaces the registry with what Entra says: every app tagged gitlab-entra-bot, with its service principal.
+   * Replaces the registry with what Entra says, reading only objects the bot's own service principal owns
+   * (`GET /servicePrincipals/{bot}/ownedObjects`), never a tag search. An owned app is restored only when the
+   * bot is its sole owner, it carries the bot's tags and no secret or certificate; its service principal only
+   * when the bot alone owns that too and it has no credential. Whoever else could touch such an object could
+   * turn the identity to their own use, so it is skipped (and reported) instead.
    * Apps whose tags lack the path keep the registry's old path, else their display name.
    */
-  async rebuildFromEntra(graph: GraphApi): Promise<RegisteredProject[]> {
-    const apps = await graph.listApplicationsByTag(BOT_TAG);
+  async rebuildFromEntra(
+    graph: GraphApi,
+    bot: Pick<BotServicePrincipal, "objectId">,
+  ): Promise<RebuildResult> {
+    const me = await bot.objectId();
+    const owned = await graph.listOwnedObjects(me);
+    const skipped: RebuildSkip[] = [];
+    const sps = new Map<string, { id: string; ok: boolean; reason?: string }>();
+    for (const ref of owned.filter((o) => o.type === SP_TYPE)) {
+      const sp = await graph.getServicePrincipal(ref.id);
+      if (!sp) continue;
+      const owners = await graph.listServicePrincipalOwners(sp.id);
+      const reason = !soleOwner(owners, me)
+        ? `its service principal ${sp.id} is also owned by ${describeOwners(owners, me)}`
+        : (sp.credentialCount ?? 0) > 0
+          ? `its service principal ${sp.id} has ${sp.credentialCount} secret(s) or certificate(s) the bot never adds`
+          : undefined;
+      sps.set(sp.appId, { id: sp.id, ok: reason === undefined, ...(reason ? { reason } : {}) });
+    }
+
     const old = new Map((await this.list()).map((p) => [p.projectId, p]));
-    const next = new Map<number, RegisteredProject>();
-    for (const app of apps) {
+    const next = new Map<number, { path: string; pins: Record<string, IdentityPin> }>();
+    const chosen = new Map<string, GraphApplication>();
+    for (const ref of owned.filter((o) => o.type === APP_TYPE)) {
+      const app = await graph.getApplication(ref.id);
+      if (!app) continue;
       const t = parseIdentityTags(app.tags);
       if (!t) continue;
-      const sp = await graph.getServicePrincipalByAppId(app.appId);
-      if (!sp) continue;
+      const owners = await graph.listApplicationOwners(app.id);
+      const sp = sps.get(app.appId);
+      const reason = !soleOwner(owners, me)
+        ? `also owned by ${describeOwners(owners, me)}`
+        : (app.credentialCount ?? 0) > 0
+          ? `has ${app.credentialCount} secret(s) or certificate(s) the bot never adds`
+          : sp && !sp.ok
+            ? sp.reason
+            : undefined;
+      if (reason) {
+        skipped.push({ objectId: app.id, reason: `app registration ${app.id}: ${reason}` });
+        continue;
+      }
+      const key = `${t.projectId}\u0000${t.environment}`;
+      const rival = chosen.get(key);
+      if (rival) {
+        // Two of the bot's own apps for one identity (left by a lost registry): keep the one with a principal.
+        const keepRival = sps.has(rival.appId) || (!sps.has(app.appId) && rival.id < app.id);
+        const dropped = keepRival ? app : rival;
+        skipped.push({
+          objectId: dropped.id,
+          reason: `app registration ${dropped.id}: a second app of the bot for project ${t.projectId} (${t.environment}); delete it`,
+        });
+        if (keepRival) continue;
+      }
+      chosen.set(key, app);
       const entry = next.get(t.projectId) ?? {
-        projectId: t.projectId,
         path: t.path ?? old.get(t.projectId)?.path ?? app.displayName,
-        environments: {},
+        pins: {},
       };
-      entry.environments[t.environment] = {
+      entry.pins[t.environment] = {
         environment: t.environment,
+        displayName: app.displayName,
         appObjectId: app.id,
         appId: app.appId,
-        spObjectId: sp.id,
-        displayName: app.displayName,
+        ...(sp ? { spObjectId: sp.id } : {}),
       };
       next.set(t.projectId, entry);
     }
     for (const id of old.keys()) if (!next.has(id)) await this.removeProject(id);
-    for (const p of next.values()) {
-      await this.#redis.del(this.#key(p.projectId));
-      for (const rec of Object.values(p.environments)) await this.setIdentity(p.projectId, p.path, rec);
+    for (const [projectId, p] of next) {
+      await this.#redis.del(this.#key(projectId));
+      for (const pin of Object.values(p.pins)) await this.savePin(projectId, p.path, pin);
     }
-    return [...next.values()].sort((a, b) => a.projectId - b.projectId);
+    const projects: RegisteredProject[] = [];
+    for (const id of [...next.keys()].sort((a, b) => a - b)) {
+      const p = await this.get(id);
+      if (p) projects.push(p);
+    }
+    return { projects, skipped };
   }
+}
+
+function parsePin(raw: string): IdentityPin | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const parsed = identityPinSchema.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}
+
+function decodePins(h: Record<string, string>): Record<string, IdentityPin> {
+  const pins: Record<string, IdentityPin> = {};
+  for (const [field, value] of Object.entries(h)) {
+    if (!field.startsWith(ENV)) continue;
+    const pin = parsePin(value);
+    if (pin) pins[field.slice(ENV.length)] = pin;
+  }
+  return pins;
 }
 
 function decode(projectId: number, h: Record<string, string>): RegisteredProject | undefined {
   const path = h.path;
   if (path === undefined) return undefined;
   const environments: Record<string, IdentityRecord> = {};
-  for (const [field, value] of Object.entries(h)) {
-    if (!field.startsWith(ENV)) continue;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(value);
-    } catch {
-      continue;
-    }
-    const parsed = identityRecordSchema.safeParse(raw);
-    if (parsed.success) environments[field.slice(ENV.length)] = parsed.data;
+  for (const [env, pin] of Object.entries(decodePins(h))) {
+    const identity = completeIdentity(pin);
+    if (identity) environments[env] = identity;
   }
   return { projectId, path, environments };
 }

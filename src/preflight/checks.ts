@@ -4,6 +4,8 @@ import { z } from "zod";
 import type { Config } from "../config/env.ts";
 import type { Policy } from "../config/policy.ts";
 import { createTokenCredential, graphScope } from "../entra/credential.ts";
+import { createGraphApi } from "../entra/graph-client.ts";
+import { BotServicePrincipal } from "../entra/self.ts";
 import { resolveIssuer } from "../onboarding/planner.ts";
 
 /**
@@ -69,8 +71,8 @@ async function checkGraph(deps: PreflightDeps, policy: Policy | undefined): Prom
     ];
   }
   let token: string;
+  const credential = deps.credential ?? createTokenCredential(config.azure);
   try {
-    const credential = deps.credential ?? createTokenCredential(config.azure);
     const got = await credential.getToken(graphScope(config.azure.graphBaseUrl));
     if (!got) throw new Error("no token returned");
     token = got.token;
@@ -112,7 +114,43 @@ async function checkGraph(deps: PreflightDeps, policy: Policy | undefined): Prom
         : `missing Graph application permission${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}${why}. Add ${missing.length > 1 ? "them" : "it"} to the bot's app registration (API permissions > Microsoft Graph > Application permissions) and grant admin consent. Granted now: ${roles.join(", ") || "(none)"}`,
     ...(extra.length ? { warning: `broader than needed: ${extra.join(", ")}` } : {}),
   });
+  out.push(await checkOwnership(config, credential));
   return out;
+}
+
+/**
+ * The bot manages only what its own service principal owns: it must resolve that principal from
+ * AZURE_CLIENT_ID and read the objects it owns (the same calls onboarding and registry:rebuild make).
+ */
+async function checkOwnership(config: Config, credential: TokenCredential): Promise<CheckResult> {
+  const clientId = config.azure.credential?.clientId ?? "";
+  const graph = createGraphApi({ graphBaseUrl: config.azure.graphBaseUrl, credential });
+  let spId: string;
+  try {
+    spId = await new BotServicePrincipal(graph, clientId).objectId();
+  } catch (err) {
+    return {
+      name: "graph-ownership",
+      ok: false,
+      detail: `could not resolve the bot's own service principal (GET /servicePrincipals(appId='${clientId}')): ${oneLine((err as Error).message)}`,
+    };
+  }
+  try {
+    const owned = await graph.listOwnedObjects(spId);
+    const apps = owned.filter((o) => o.type === "#microsoft.graph.application").length;
+    const sps = owned.filter((o) => o.type === "#microsoft.graph.servicePrincipal").length;
+    return {
+      name: "graph-ownership",
+      ok: true,
+      detail: `the bot's service principal is ${spId}; it owns ${apps} app registration(s) and ${sps} service principal(s) (GET /servicePrincipals/${spId}/ownedObjects works)`,
+    };
+  } catch (err) {
+    return {
+      name: "graph-ownership",
+      ok: false,
+      detail: `could not list the objects the bot's service principal ${spId} owns (GET /servicePrincipals/${spId}/ownedObjects, needs Application.Read.All or Application.ReadWrite.OwnedBy): ${oneLine((err as Error).message)}`,
+    };
+  }
 }
 
 async function timedFetch(deps: PreflightDeps, url: string, init: RequestInit = {}): Promise<Response> {

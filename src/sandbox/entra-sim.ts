@@ -88,6 +88,10 @@ export interface EntraSimulator {
 
 const WRITE_METHODS = ["POST", "PATCH", "PUT", "DELETE"];
 
+const lagRule = z
+  .object({ times: z.number().int().min(0).optional(), forMs: z.number().min(0).optional() })
+  .strict();
+
 const faultsBodySchema = z
   .object({
     down: z.boolean().optional(),
@@ -95,6 +99,16 @@ const faultsBodySchema = z
     throttle: z.object({ writesPerSecond: z.number().positive() }).nullable().optional(),
     replicationDelayMs: z.number().min(0).optional(),
     ficPropagationDelayMs: z.number().min(0).optional(),
+    replication: z
+      .object({
+        spCreate: lagRule
+          .extend({ answer: z.enum(["no-backing-application", "not-local-tenant"]) })
+          .nullish(),
+        memberAdd: lagRule.nullish(),
+        staleLists: lagRule.nullish(),
+      })
+      .strict()
+      .optional(),
     failNext: z
       .object({
         count: z.number().int().positive(),
@@ -102,6 +116,7 @@ const faultsBodySchema = z
         retryAfterSeconds: z.number().positive().optional(),
         code: z.string().optional(),
         pathIncludes: z.string().optional(),
+        committed: z.boolean().optional(),
       })
       .optional(),
   })
@@ -116,6 +131,24 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   faults.latencyMs = opts.latencyMs ?? 0;
   const requests: SimRequestRecord[] = [];
   const botSpId = randomUUID();
+  // The bot's own service principal is a directory object like any other: GET
+  // /servicePrincipals(appId='{client id}') finds it, and it is the owner of what the bot creates. Its app
+  // registration lives with whoever set the bot up (not modelled), and admins own it.
+  const seedBot = () => {
+    state.servicePrincipals.set(botSpId, {
+      id: botSpId,
+      appId: opts.bot.clientId,
+      displayName: "gitlab-entra-bot",
+      appDisplayName: "gitlab-entra-bot",
+      tags: [],
+      accountEnabled: true,
+      owners: [],
+      passwordCredentials: 0,
+      keyCredentials: 0,
+      createdAtMs: 0,
+    });
+  };
+  seedBot();
   const rejectWildcardLanguage = opts.rejectWildcardAcceptLanguage ?? true;
   let url = "";
 
@@ -145,6 +178,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
         throttle: faults.throttle,
         replicationDelayMs: faults.replicationDelayMs,
         ficPropagationDelayMs: faults.ficPropagationDelayMs,
+        replication: faults.replication,
         pendingFailures: faults.rules,
       },
       stats: {
@@ -164,6 +198,12 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     if (f.throttle !== undefined) faults.throttle = f.throttle;
     if (f.replicationDelayMs !== undefined) faults.replicationDelayMs = f.replicationDelayMs;
     if (f.ficPropagationDelayMs !== undefined) faults.ficPropagationDelayMs = f.ficPropagationDelayMs;
+    if (f.replication) {
+      const r = f.replication;
+      if (r.spCreate !== undefined) faults.replication.spCreate = r.spCreate ?? null;
+      if (r.memberAdd !== undefined) faults.replication.memberAdd = r.memberAdd ?? null;
+      if (r.staleLists !== undefined) faults.replication.staleLists = r.staleLists ?? null;
+    }
     if (f.failNext) {
       const { count, status, ...rest } = f.failNext;
       faults.failNext(count, status, rest);
@@ -217,6 +257,14 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   ): Promise<GraphResponse> {
     const now = Date.now();
     const rule = faults.takeFailure(`/${req.version}${req.path}`, onlyTargetedFailures);
+    if (rule?.committed) {
+      // The work is done, the answer is lost (a gateway timeout after the directory committed the write).
+      try {
+        handleGraph(env, req);
+      } catch (e) {
+        if (!(e instanceof GraphFailure)) throw e;
+      }
+    }
     if (rule) {
       if (rule.status === 429 && !rule.code) return throttledResponse(rule.retryAfterSeconds ?? 1, ids, now);
       return graphErrorResponse(failureFor(rule), ids, now);
@@ -282,7 +330,8 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       );
     }
     // An untargeted injected failure hits the next HTTP call as a whole (a $batch envelope included).
-    const rule = faults.takeFailure(`/${version}${path}`);
+    // Committed failures need the operation itself, so they wait for execute().
+    const rule = faults.takeFailure(`/${version}${path}`, false, false);
     if (rule) {
       if (rule.status === 429 && !rule.code) return throttledResponse(rule.retryAfterSeconds ?? 1, ids, now);
       return graphErrorResponse(failureFor(rule), ids, now);
@@ -438,6 +487,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
 
   function reset(): void {
     clearState(state, seedGroups);
+    seedBot();
     faults.reset();
     stats.reset();
     authority.clearCaches();

@@ -5,7 +5,7 @@ import { moveProject, type OnboardingDeps, onboardProject } from "../../src/onbo
 import { Registry } from "../../src/onboarding/registry.ts";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
 import { type OidcIssuerServer, startOidcIssuerServer } from "../../src/sandbox/gitlab-oidc.ts";
-import { simGraph } from "../helpers/entra.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 /**
@@ -36,8 +36,10 @@ beforeAll(async () => {
   });
   gitlab = await startOidcIssuerServer();
   redis = new Redis(TEST_REDIS_URL);
+  const graph = simGraph(sim, BOT);
   deps = {
-    graph: simGraph(sim, BOT),
+    graph,
+    botSp: simBotSp(graph, BOT),
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(`
@@ -53,7 +55,7 @@ environments:
 `),
     issuer: gitlab.url,
     tenantId: TENANT,
-    notFoundBaseMs: 10,
+    replication: { baseMs: 5 },
   };
 });
 

@@ -18,7 +18,7 @@ import {
   type OidcIssuerServer,
   startOidcIssuerServer,
 } from "../../src/sandbox/gitlab-oidc.ts";
-import { simGraph } from "../helpers/entra.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 /**
@@ -101,12 +101,13 @@ beforeAll(async () => {
   const policy = parsePolicy(POLICY);
   onboarding = {
     graph,
+    botSp: simBotSp(graph, BOT),
     redis,
     keyPrefix: prefix,
     policy,
     issuer: gitlab.url,
     tenantId: TENANT,
-    notFoundBaseMs: 10,
+    replication: { baseMs: 5 },
   };
   audit = new AuditLog(redis, { key: `${prefix}:audit` });
   doctor = { graph, policy, issuer: gitlab.url, registry: new Registry(redis, prefix), audit };

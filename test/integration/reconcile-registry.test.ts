@@ -10,7 +10,7 @@ import {
 } from "../../src/onboarding/onboard.ts";
 import { Registry } from "../../src/onboarding/registry.ts";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
-import { simGraph } from "../helpers/entra.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 const TENANT = "1d1d1d1d-aaaa-bbbb-cccc-000000000001";
@@ -30,8 +30,10 @@ beforeAll(async () => {
     groups: [{ id: GROUP, displayName: "deployers" }],
   });
   redis = new Redis(TEST_REDIS_URL);
+  const graph = simGraph(sim, BOT);
   deps = {
-    graph: simGraph(sim, BOT),
+    graph,
+    botSp: simBotSp(graph, BOT),
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(`
@@ -41,7 +43,7 @@ environments:
 `),
     issuer: "https://gitlab.example.com",
     tenantId: TENANT,
-    notFoundBaseMs: 10,
+    replication: { baseMs: 5 },
   };
   registry = new Registry(redis, prefix);
   for (const [id, path] of [
@@ -82,12 +84,13 @@ describe("registry", () => {
     expect(await registry.findByPathPrefix("old-group-2/")).toEqual([]);
   });
 
-  it("rebuilds itself from Entra tags after losing Redis state", async () => {
+  it("rebuilds itself from the objects the bot owns after losing Redis state", async () => {
     const before = await registry.list();
     await deletePrefix(`${prefix}:registry`);
     expect(await registry.list()).toEqual([]);
-    const rebuilt = await registry.rebuildFromEntra(deps.graph);
-    expect(rebuilt).toEqual(before);
+    const rebuilt = await registry.rebuildFromEntra(deps.graph, deps.botSp);
+    expect(rebuilt.projects).toEqual(before);
+    expect(rebuilt.skipped).toEqual([]);
     expect(await registry.list()).toEqual(before);
   });
 

@@ -5,7 +5,7 @@ import { graphScope, needsInstanceDiscoveryDisabled } from "../../src/entra/cred
 import { EntraError, parseRetryAfter } from "../../src/entra/errors.ts";
 import { type OnboardingDeps, offboardProject, onboardProject } from "../../src/onboarding/onboard.ts";
 import { startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
-import { simGraph } from "../helpers/entra.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 const TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -43,14 +43,16 @@ beforeAll(async () => {
     ],
   });
   redis = new Redis(TEST_REDIS_URL);
+  const graph = simGraph(sim, BOT);
   deps = {
-    graph: simGraph(sim, BOT),
+    graph,
+    botSp: simBotSp(graph, BOT),
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(policyText()),
     issuer: ISSUER,
     tenantId: TENANT,
-    notFoundBaseMs: 10,
+    replication: { baseMs: 5 },
     lock: { leaseMs: 5000, waitMs: 20_000, pollMs: 5 },
   };
 });
@@ -72,8 +74,8 @@ const appsOf = (projectId: number) =>
 describe("onboardProject against the Entra simulator", () => {
   it("creates one app + SP per environment with the minimum number of Graph requests", async () => {
     const project = newProject();
-    // Warm the token cache so only Graph traffic is counted.
-    await deps.graph.listApplicationsByTag("warm-up");
+    // Warm the token cache and the bot's own service principal (resolved once per process).
+    await deps.botSp.objectId();
     sim.stats.reset();
 
     const res = await onboardProject(deps, {
@@ -82,16 +84,17 @@ describe("onboardProject against the Entra simulator", () => {
       mode: "apply",
     });
     expect(res.environments.map((e) => e.status)).toEqual(["changed", "changed"]);
-    // production: list apps (R), create app, upsert SP, upsert 1 FIC, add 1 group = 1 R + 4 W
-    // staging:    list apps (R), create app, upsert SP, upsert 2 FICs, add 1 group = 1 R + 5 W
-    expect(sim.stats.reads()).toBe(2);
+    // project:    tag search for look-alikes (R), once
+    // production: upsert app by a fresh uniqueName, upsert SP, upsert 1 FIC, add 1 group = 4 W
+    // staging:    upsert app, upsert SP, upsert 2 FICs, add 1 group = 5 W
+    expect(sim.stats.reads()).toBe(1);
     expect(sim.stats.writes()).toBe(9);
     const calls = sim.stats.requests
       .filter((r) => r.kind === "graph")
-      .map((r) => `${r.method} ${r.path.replace(/[0-9a-f-]{36}/g, "{id}")} ${r.status}`);
+      .map((r) => `${r.method} ${r.path.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "{id}")} ${r.status}`);
     expect(calls.slice(0, 5)).toEqual([
       "GET /v1.0/applications 200",
-      "POST /v1.0/applications 201",
+      "PATCH /v1.0/applications(uniqueName='gitlab-entra-bot-{id}') 201",
       "PATCH /v1.0/servicePrincipals(appId='{id}') 201",
       expect.stringMatching(
         /^PATCH \/v1\.0\/applications\/\{id\}\/federatedIdentityCredentials\(name='gitlab-branch-main-[0-9a-f]{10}'\) 201$/,
@@ -128,8 +131,9 @@ describe("onboardProject against the Entra simulator", () => {
       expect(res.environments.every((e) => e.status === "unchanged" && e.changes.length === 0)).toBe(true);
     }
     expect(sim.stats.writes()).toBe(0);
-    // An already-correct identity costs exactly 4 reads: app list, SP, FIC list, memberOf.
-    expect(sim.stats.reads()).toBe(100 * 2 * 4);
+    // An already-correct identity costs exactly 5 reads (app by id, its owners, SP by id, FIC list, memberOf),
+    // plus one tag search per project for look-alikes.
+    expect(sim.stats.reads()).toBe(100 * (2 * 5 + 1));
     expect(appsOf(project.id)).toHaveLength(2);
   });
 
@@ -172,7 +176,15 @@ describe("onboardProject against the Entra simulator", () => {
     const project = newProject();
     const first = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
     const sp = first.environments[0]?.identity?.spObjectId ?? "";
-    const moved = { ...deps, policy: parsePolicy(policyText([G_OTHER])) };
+    // G_PROD is still named by a rule (qa), so it stays a group the bot manages.
+    const moved = {
+      ...deps,
+      policy: parsePolicy(`${policyText([G_OTHER])}
+  qa:
+    refs: ["branch:main"]
+    groups: ["${G_PROD}"]
+`),
+    };
     const res = await onboardProject(moved, { project, environments: ["production"], mode: "apply" });
     expect(res.environments[0]?.changes.map((c) => `${c.op} ${c.target}`)).toEqual([
       `add ${G_OTHER}`,
@@ -323,7 +335,7 @@ describe("Graph failures become typed errors", () => {
       { ...deps, log: (l) => lines.push(l) },
       { project, environments: ["production"], mode: "apply" },
     );
-    expect(lines.some((l) => l.includes("not replicated yet"))).toBe(true);
+    expect(lines.some((l) => l.includes("waiting for Entra to replicate service principal"))).toBe(true);
     expect(sim.stats.requests.some((r) => r.status === 404)).toBe(true);
     expect(res.environments[0]?.status).toBe("changed");
     expect(sim.state.groups.get(G_PROD)?.members.has(res.environments[0]?.identity?.spObjectId ?? "")).toBe(

@@ -34,7 +34,7 @@ function rebuild(env: Record<string, string>): Promise<{ code: number; out: stri
 }
 
 describe("registry:rebuild", () => {
-  it("restores the registry from Entra tags after Redis lost it", async () => {
+  it("restores the registry from the objects the bot owns after Redis lost it", async () => {
     const { project } = await stack.driver.createProject("team/rebuilt", {
       members: { [SANDBOX.users.alice.id]: 40 },
     });

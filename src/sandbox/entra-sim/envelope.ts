@@ -7,15 +7,29 @@ export interface GraphResponse {
 }
 
 /** Thrown inside handlers; turned into Graph's error envelope at the edge. */
+export interface GraphErrorDetail {
+  code: string;
+  message: string;
+  target?: string;
+}
+
 export class GraphFailure extends Error {
   readonly status: number;
   readonly code: string;
   readonly headers: Record<string, string>;
-  constructor(status: number, code: string, message: string, headers: Record<string, string> = {}) {
+  readonly details: GraphErrorDetail[] | undefined;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+    details?: GraphErrorDetail[],
+  ) {
     super(message);
     this.status = status;
     this.code = code;
     this.headers = headers;
+    this.details = details;
   }
 }
 
@@ -28,7 +42,13 @@ export const GRAPH_JSON =
   "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 export function graphErrorResponse(
-  failure: { status: number; code: string; message: string; headers?: Record<string, string> },
+  failure: {
+    status: number;
+    code: string;
+    message: string;
+    headers?: Record<string, string>;
+    details?: GraphErrorDetail[] | undefined;
+  },
   ids: { requestId: string; clientRequestId: string },
   nowMs: number,
 ): GraphResponse {
@@ -39,6 +59,7 @@ export function graphErrorResponse(
       error: {
         code: failure.code,
         message: failure.message,
+        ...(failure.details ? { details: failure.details } : {}),
         innerError: {
           date: innerErrorDate(nowMs),
           "request-id": ids.requestId,
@@ -95,4 +116,26 @@ export const INVALID_VALUE = (property: string, resource: string): GraphFailure 
     400,
     "Request_BadRequest",
     `Invalid value specified for property '${property}' of resource '${resource}'.`,
+  );
+
+/**
+ * `POST /servicePrincipals` for an app this replica does not know yet (fixtures/graph/error-sp-no-backing-application.json):
+ * the Azure CLI and HashiCorp's msgraph client retry this message ("ErrorServicePrincipalInvalidAppId").
+ */
+export const NO_BACKING_APPLICATION = (appId: string): GraphFailure => {
+  const message = `The appId '${appId}' of the service principal does not reference a valid application object.`;
+  return new GraphFailure(400, "Request_BadRequest", message, {}, [
+    { code: "NoBackingApplicationObject", message, target: "appId" },
+  ]);
+};
+
+/**
+ * The other answer to the same race for an app-only caller with Application.ReadWrite.OwnedBy
+ * (fixtures/graph/error-sp-backing-application-not-local.json; "must in", sic, is Microsoft's wording).
+ */
+export const BACKING_APPLICATION_NOT_LOCAL = (): GraphFailure =>
+  new GraphFailure(
+    403,
+    "Authorization_RequestDenied",
+    "When using this permission, the backing application of the service principal being created must in the local tenant",
   );

@@ -6,7 +6,36 @@ export interface FailRule {
   retryAfterSeconds?: number;
   code?: string;
   pathIncludes?: string;
+  /** Graph did the work, then the answer was lost: the request takes effect and the client sees `status`. */
+  committed?: boolean;
 }
+
+/**
+ * How long one replication lag lasts for one object: its first `times` occurrences, and/or while it is
+ * younger than `forMs`. Counting occurrences makes tests deterministic without waiting for time.
+ */
+export interface LagRule {
+  times?: number;
+  forMs?: number;
+}
+
+/** The two answers real Graph gives to a service principal create right after its app was created. */
+export type SpCreateAnswer = "no-backing-application" | "not-local-tenant";
+
+/**
+ * Entra's replication as Graph really answers right after a create (reference/entra.md §9). Unlike
+ * `replicationDelayMs`, reads by id keep working: only the answers below lag.
+ */
+export interface ReplicationFaults {
+  /** POST /servicePrincipals or the upsert, for an app: 400 NoBackingApplicationObject or 403 "…must in the local tenant". */
+  spCreate: (LagRule & { answer: SpCreateAnswer }) | null;
+  /** POST /groups/{id}/members/$ref for a service principal: 404 Request_ResourceNotFound naming it. */
+  memberAdd: LagRule | null;
+  /** Collection reads ($filter lists, ownedObjects) leave the new object out; `times` counts reads it was missed by. */
+  staleLists: LagRule | null;
+}
+
+type LagKind = keyof ReplicationFaults;
 
 export interface ThrottleSettings {
   writesPerSecond: number;
@@ -27,7 +56,10 @@ export class SimFaults {
   /** Retry-After (seconds) sent while `down`. */
   downRetryAfterSeconds = 1;
   rules: FailRule[] = [];
+  replication: ReplicationFaults = { spCreate: null, memberAdd: null, staleLists: null };
 
+  /** Occurrences of each lag so far, per simulated object (apps, service principals). */
+  #lagSeen = new WeakMap<object, Map<LagKind, number>>();
   #throttle: ThrottleSettings | null = null;
   #tokens = 0;
   #refilledAt = 0;
@@ -46,21 +78,40 @@ export class SimFaults {
   failNext(
     count: number,
     status: number,
-    opts: { retryAfterSeconds?: number; code?: string; pathIncludes?: string } = {},
+    opts: { retryAfterSeconds?: number; code?: string; pathIncludes?: string; committed?: boolean } = {},
   ): void {
     if (count > 0) this.rules.push({ remaining: count, status, ...opts });
   }
 
   /** Consumes and returns the first injected failure that applies to this path, if any. */
-  takeFailure(path: string, onlyTargeted = false): FailRule | undefined {
+  takeFailure(path: string, onlyTargeted = false, committedToo = true): FailRule | undefined {
     const rule = this.rules.find(
       (r) =>
-        r.remaining > 0 && (r.pathIncludes === undefined ? !onlyTargeted : path.includes(r.pathIncludes)),
+        r.remaining > 0 &&
+        (committedToo || !r.committed) &&
+        (r.pathIncludes === undefined ? !onlyTargeted : path.includes(r.pathIncludes)),
     );
     if (!rule) return undefined;
     rule.remaining--;
     this.rules = this.rules.filter((r) => r.remaining > 0);
     return rule;
+  }
+
+  /**
+   * Whether `obj` still lags for `kind` now; an answer that lags counts as one occurrence. Objects the rule
+   * does not cover (no rule, count used up and old enough) never lag.
+   */
+  lagging(kind: LagKind, obj: { createdAtMs: number }, nowMs = Date.now()): boolean {
+    const rule = this.replication[kind];
+    if (!rule) return false;
+    const seen = this.#lagSeen.get(obj) ?? new Map<LagKind, number>();
+    const count = seen.get(kind) ?? 0;
+    const byCount = rule.times !== undefined && count < rule.times;
+    const byTime = rule.forMs !== undefined && nowMs - obj.createdAtMs < rule.forMs;
+    if (!byCount && !byTime) return false;
+    seen.set(kind, count + 1);
+    this.#lagSeen.set(obj, seen);
+    return true;
   }
 
   /** Takes one write token; when none is left, says how long until one is (fractional seconds). */
@@ -84,6 +135,8 @@ export class SimFaults {
     this.ficPropagationDelayMs = 0;
     this.downRetryAfterSeconds = 1;
     this.rules = [];
+    this.replication = { spCreate: null, memberAdd: null, staleLists: null };
+    this.#lagSeen = new WeakMap();
     this.throttle = null;
   }
 }

@@ -1,17 +1,20 @@
 import { z } from "zod";
 import { parseClaimsExpression } from "../../entra/fic-match.ts";
 import {
+  BACKING_APPLICATION_NOT_LOCAL,
   GRAPH_JSON,
   GraphFailure,
   type GraphResponse,
   INSUFFICIENT_PRIVILEGES,
   INVALID_VALUE,
+  NO_BACKING_APPLICATION,
   NOT_FOUND,
 } from "./envelope.ts";
 import type { SimFaults } from "./faults.ts";
 import { applyQuery, select } from "./odata.ts";
 import {
   findAppByAppId,
+  findAppByUniqueName,
   findSpByAppId,
   graphDateTime,
   newId,
@@ -86,12 +89,25 @@ function requireAppWrite(caller: Caller, app: SimApp): void {
 // ---------------------------------------------------------------------------------------------------------
 // Serialisation
 
+/** Credentials are listed without their secret values, as Graph does; the simulator keeps only counts. */
+function credentialsJson(count: number, kind: "password" | "key"): Array<Record<string, unknown>> {
+  return Array.from({ length: count }, (_, i) => ({
+    customKeyIdentifier: null,
+    displayName: `${kind} ${i + 1}`,
+    endDateTime: "2099-01-01T00:00:00Z",
+    keyId: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+    startDateTime: "2024-01-01T00:00:00Z",
+    ...(kind === "password" ? { hint: "abc", secretText: null } : { type: "AsymmetricX509Cert" }),
+  }));
+}
+
 function appJson(_env: GraphEnv, app: SimApp): Record<string, unknown> {
   return {
     id: app.id,
     deletedDateTime: null,
     isFallbackPublicClient: null,
     appId: app.appId,
+    uniqueName: app.uniqueName,
     applicationTemplateId: null,
     identifierUris: [],
     createdDateTime: app.createdDateTime,
@@ -124,9 +140,9 @@ function appJson(_env: GraphEnv, app: SimApp): Record<string, unknown> {
       marketingUrl: null,
       logoUrl: null,
     },
-    keyCredentials: [],
+    keyCredentials: credentialsJson(app.keyCredentials, "key"),
     parentalControlSettings: { countriesBlockedForMinors: [], legalAgeGroupRule: "Allow" },
-    passwordCredentials: [],
+    passwordCredentials: credentialsJson(app.passwordCredentials, "password"),
     requiredResourceAccess: [],
     web: {
       redirectUris: [],
@@ -164,9 +180,9 @@ function spJson(env: GraphEnv, sp: SimSp): Record<string, unknown> {
       marketingUrl: null,
       logoUrl: null,
     },
-    keyCredentials: [],
+    keyCredentials: credentialsJson(sp.keyCredentials, "key"),
     oauth2PermissionScopes: [],
-    passwordCredentials: [],
+    passwordCredentials: credentialsJson(sp.passwordCredentials, "password"),
   };
 }
 
@@ -212,11 +228,28 @@ function collection(
   env: GraphEnv,
   req: GraphRequest,
   items: Array<Record<string, unknown>>,
-  opts: { fragment: string; filterable: readonly string[]; resource: string; typeName: string },
+  opts: {
+    fragment: string;
+    filterable: readonly string[];
+    resource: string;
+    typeName: string;
+    /** Objects a list read may miss right after their creation (faults.replication.staleLists), by id. */
+    fresh?: ReadonlyMap<string, { createdAtMs: number }>;
+  },
 ): GraphResponse {
+  const { fresh, ...rest } = opts;
+  const now = env.now();
   const { value, nextLink } = applyQuery(items, req.query, {
-    ...opts,
+    ...rest,
     nextLinkBase: `${env.baseUrl()}/${req.version}${req.path}`,
+    ...(fresh
+      ? {
+          stale: (e: Record<string, unknown>) => {
+            const obj = fresh.get(String(e.id));
+            return obj !== undefined && env.faults.lagging("staleLists", obj, now);
+          },
+        }
+      : {}),
   });
   return ok(200, {
     "@odata.context": context(env, req, opts.fragment),
@@ -264,6 +297,7 @@ const SIGN_IN_AUDIENCES = [
 ] as const;
 const APP_FIELDS = {
   displayName: z.string().min(1).max(256),
+  uniqueName: z.string().min(1).max(256).optional(),
   description: z.string().max(1024).nullable().optional(),
   tags: z.array(z.string().min(1).max(256)).optional(),
   signInAudience: z.enum(SIGN_IN_AUDIENCES).optional(),
@@ -418,9 +452,11 @@ function applications(env: GraphEnv, req: GraphRequest, first: Segment, rest: Se
         .map((a) => appJson(env, a));
       return collection(env, req, items, {
         fragment: "applications",
+        fresh: state.applications,
         filterable: [
           "id",
           "appId",
+          "uniqueName",
           "displayName",
           "tags",
           "signInAudience",
@@ -442,38 +478,59 @@ function applications(env: GraphEnv, req: GraphRequest, first: Segment, rest: Se
     app =
       first.key.prop === "appId"
         ? findAppByAppId(state, key)
-        : first.key.prop === "id"
-          ? state.applications.get(key)
-          : undefined;
+        : first.key.prop === "uniqueName"
+          ? findAppByUniqueName(state, key)
+          : first.key.prop === "id"
+            ? state.applications.get(key)
+            : undefined;
     tail = rest;
   } else {
     key = rest[0]?.name ?? "";
     app = state.applications.get(key);
     tail = rest.slice(1);
   }
+  // Upsert (application-upsert): only through the uniqueName alternate key with `Prefer: create-if-missing`.
+  if (
+    !app &&
+    first.key?.prop === "uniqueName" &&
+    tail.length === 0 &&
+    req.method === "PATCH" &&
+    (req.headers.prefer ?? "").toLowerCase().includes("create-if-missing")
+  ) {
+    return createApplication(env, req, key);
+  }
   if (!app || (req.method === "GET" && !visible(env, app))) throw NOT_FOUND(key);
   if (tail.length === 0) return applicationItem(env, req, app);
   if (tail[0]?.name === "federatedIdentityCredentials") return fics(env, req, app, tail[0], tail.slice(1));
   if (tail[0]?.name === "owners" && tail.length === 1 && req.method === "GET") {
     requireAny(req.caller, READ_APPS);
-    const owners = app.owners.map((id) => state.servicePrincipals.get(id)).filter((sp) => sp !== undefined);
-    return ok(200, {
-      "@odata.context": context(env, req, "directoryObjects"),
-      value: owners.map((sp) => ({ "@odata.type": "#microsoft.graph.servicePrincipal", ...spJson(env, sp) })),
-    });
+    return ownersCollection(env, req, app.owners);
   }
   throw NO_ROUTE(req.path);
 }
 
-function createApplication(env: GraphEnv, req: GraphRequest): GraphResponse {
+/**
+ * POST /applications, or the upsert's create. The calling service principal becomes the app's first owner
+ * (Application.ReadWrite.OwnedBy "manage apps that this app creates or owns").
+ */
+function createApplication(env: GraphEnv, req: GraphRequest, uniqueName?: string): GraphResponse {
   requireAny(req.caller, CREATE_APPS);
   const body = bodyObject(req.body);
   rejectUnknown(body, APP_KNOWN);
   const input = parseBody(appCreateSchema, body, "Application");
+  const unique = uniqueName ?? input.uniqueName ?? null;
+  if (unique !== null && findAppByUniqueName(env.state, unique)) {
+    throw new GraphFailure(
+      409,
+      "Request_MultipleObjectsWithSameKeyValue",
+      "Another object with the same value for property uniqueName already exists.",
+    );
+  }
   const now = env.now();
   const app: SimApp = {
     id: newId(),
     appId: newId(),
+    uniqueName: unique,
     displayName: input.displayName,
     description: input.description ?? null,
     tags: input.tags ?? [],
@@ -483,6 +540,8 @@ function createApplication(env: GraphEnv, req: GraphRequest): GraphResponse {
     createdDateTime: graphDateTime(now),
     extra: passthrough(body),
     owners: [req.caller.spId],
+    passwordCredentials: 0,
+    keyCredentials: 0,
     fics: [],
     createdAtMs: now,
   };
@@ -503,6 +562,13 @@ function applicationItem(env: GraphEnv, req: GraphRequest, app: SimApp): GraphRe
       const body = bodyObject(req.body);
       rejectUnknown(body, APP_KNOWN);
       const input = parseBody(appPatchSchema, body, "Application");
+      if (input.uniqueName !== undefined && input.uniqueName !== app.uniqueName) {
+        throw new GraphFailure(
+          400,
+          "Request_BadRequest",
+          "Property 'uniqueName' is read-only and cannot be set.",
+        );
+      }
       if (input.displayName !== undefined) app.displayName = input.displayName;
       if (input.description !== undefined) app.description = input.description;
       if (input.tags !== undefined) app.tags = input.tags;
@@ -684,6 +750,7 @@ function servicePrincipals(env: GraphEnv, req: GraphRequest, first: Segment, res
         .map((s) => spJson(env, s));
       return collection(env, req, items, {
         fragment: "servicePrincipals",
+        fresh: state.servicePrincipals,
         filterable: ["id", "appId", "displayName", "tags", "servicePrincipalNames"],
         resource: "servicePrincipal",
         typeName: "microsoft.graph.servicePrincipal",
@@ -693,6 +760,7 @@ function servicePrincipals(env: GraphEnv, req: GraphRequest, first: Segment, res
       const body = bodyObject(req.body);
       rejectUnknown(body, SP_KNOWN);
       const input = parseBody(spCreateSchema, body, "ServicePrincipal");
+      refuseWhileAppReplicates(env, input.appId);
       const app = appForSp(env, req, input.appId);
       if (findSpByAppId(state, input.appId)) {
         throw new GraphFailure(
@@ -701,7 +769,7 @@ function servicePrincipals(env: GraphEnv, req: GraphRequest, first: Segment, res
           "Another object with the same value for property servicePrincipalNames already exists.",
         );
       }
-      const sp = createSp(env, app, input);
+      const sp = createSp(env, app, input, req.caller);
       return ok(201, {
         "@odata.context": context(env, req, "servicePrincipals/$entity"),
         ...spJson(env, sp),
@@ -739,6 +807,16 @@ function servicePrincipals(env: GraphEnv, req: GraphRequest, first: Segment, res
       typeName: "microsoft.graph.directoryObject",
     });
   }
+  if (tail.length === 1 && tail[0]?.name === "owners" && req.method === "GET") {
+    requireAny(req.caller, READ_APPS);
+    if (!sp || !visible(env, sp)) throw NOT_FOUND(key);
+    return ownersCollection(env, req, sp.owners);
+  }
+  if (tail.length === 1 && tail[0]?.name === "ownedObjects" && req.method === "GET") {
+    requireAny(req.caller, READ_APPS);
+    if (!sp || !visible(env, sp)) throw NOT_FOUND(key);
+    return ownedObjects(env, req, sp.id);
+  }
   if (tail.length > 0) throw NO_ROUTE(req.path);
 
   switch (req.method) {
@@ -756,8 +834,9 @@ function servicePrincipals(env: GraphEnv, req: GraphRequest, first: Segment, res
       if (!sp) {
         const prefer = (req.headers.prefer ?? "").toLowerCase();
         if (!byAppId || !prefer.includes("create-if-missing")) throw NOT_FOUND(key);
+        refuseWhileAppReplicates(env, key);
         const app = appForSp(env, req, key);
-        const created = createSp(env, app, { ...input, appId: key });
+        const created = createSp(env, app, { ...input, appId: key }, req.caller);
         return ok(201, {
           "@odata.context": context(env, req, "servicePrincipals/$entity"),
           ...spJson(env, created),
@@ -800,10 +879,19 @@ function requireSpWrite(env: GraphEnv, caller: Caller, sp: SimSp): void {
   else if (!caller.roles.includes("Application.ReadWrite.All")) throw INSUFFICIENT_PRIVILEGES();
 }
 
+/** faults.replication.spCreate: the replica that takes the create does not know the app yet. */
+function refuseWhileAppReplicates(env: GraphEnv, appId: string): void {
+  const rule = env.faults.replication.spCreate;
+  const app = findAppByAppId(env.state, appId);
+  if (!rule || !app || !env.faults.lagging("spCreate", app, env.now())) return;
+  throw rule.answer === "not-local-tenant" ? BACKING_APPLICATION_NOT_LOCAL() : NO_BACKING_APPLICATION(appId);
+}
+
 function createSp(
   env: GraphEnv,
   app: SimApp,
   input: { appId: string; tags?: string[] | undefined; accountEnabled?: boolean | undefined },
+  caller: Caller,
 ): SimSp {
   const sp: SimSp = {
     id: newId(),
@@ -812,6 +900,10 @@ function createSp(
     appDisplayName: app.displayName,
     tags: input.tags ?? [],
     accountEnabled: input.accountEnabled ?? true,
+    // Like an app, a service principal created by an app-only caller is owned by that caller.
+    owners: [caller.spId],
+    passwordCredentials: 0,
+    keyCredentials: 0,
     createdAtMs: env.now(),
   };
   env.state.servicePrincipals.set(sp.id, sp);
@@ -883,6 +975,8 @@ function groups(env: GraphEnv, req: GraphRequest, first: Segment, rest: Segment[
     if (!group) throw NOT_FOUND(groupId);
     const sp = state.servicePrincipals.get(memberId);
     if (!sp || !visible(env, sp)) throw NOT_FOUND(memberId);
+    // faults.replication.memberAdd: the group's replica does not know the new principal yet.
+    if (env.faults.lagging("memberAdd", sp, env.now())) throw NOT_FOUND(memberId);
     if (group.members.has(memberId)) {
       throw new GraphFailure(
         400,
@@ -913,6 +1007,48 @@ function groups(env: GraphEnv, req: GraphRequest, first: Segment, rest: Segment[
 function requireMemberWrite(caller: Caller): void {
   requireAny(caller, WRITE_MEMBERS);
   requireAny(caller, ["Application.ReadWrite.All", "Directory.ReadWrite.All"]);
+}
+
+// --- owners and owned objects --------------------------------------------------------------------------
+
+/** `owners` of an app or a service principal: principals as themselves, any other id as a directory user. */
+function ownersCollection(env: GraphEnv, req: GraphRequest, owners: readonly string[]): GraphResponse {
+  const items = owners.map((id) => {
+    const sp = env.state.servicePrincipals.get(id);
+    return sp
+      ? { "@odata.type": "#microsoft.graph.servicePrincipal", ...spJson(env, sp) }
+      : { "@odata.type": "#microsoft.graph.user", id, displayName: null, userPrincipalName: null };
+  });
+  return collection(env, req, items, {
+    fragment: "directoryObjects",
+    filterable: ["id"],
+    resource: "directoryObject",
+    typeName: "microsoft.graph.directoryObject",
+  });
+}
+
+/** GET /servicePrincipals/{id}/ownedObjects: the apps and service principals it owns (serviceprincipal-list-ownedobjects). */
+function ownedObjects(env: GraphEnv, req: GraphRequest, ownerId: string): GraphResponse {
+  const { state } = env;
+  const fresh = new Map<string, { createdAtMs: number }>();
+  const items: Array<Record<string, unknown>> = [];
+  for (const app of state.applications.values()) {
+    if (!app.owners.includes(ownerId) || !visible(env, app)) continue;
+    fresh.set(app.id, app);
+    items.push({ "@odata.type": "#microsoft.graph.application", ...appJson(env, app) });
+  }
+  for (const sp of state.servicePrincipals.values()) {
+    if (!sp.owners.includes(ownerId) || !visible(env, sp)) continue;
+    fresh.set(sp.id, sp);
+    items.push({ "@odata.type": "#microsoft.graph.servicePrincipal", ...spJson(env, sp) });
+  }
+  return collection(env, req, items, {
+    fragment: "directoryObjects",
+    fresh,
+    filterable: ["id"],
+    resource: "directoryObject",
+    typeName: "microsoft.graph.directoryObject",
+  });
 }
 
 // --- directoryObjects --------------------------------------------------------------------------------------

@@ -76,11 +76,20 @@ export function parseFilter(filter: string, filterable: readonly string[], resou
 export function applyQuery(
   items: Array<Record<string, unknown>>,
   query: URLSearchParams,
-  opts: { filterable: readonly string[]; resource: string; typeName: string; nextLinkBase: string },
+  opts: {
+    filterable: readonly string[];
+    resource: string;
+    typeName: string;
+    nextLinkBase: string;
+    /** Replication lag: entities this (stale) replica does not return although they match. */
+    stale?: (entity: Record<string, unknown>) => boolean;
+  },
 ): { value: Array<Record<string, unknown>>; nextLink?: string } {
   let result = items;
   const filter = query.get("$filter");
   if (filter) result = result.filter(parseFilter(filter, opts.filterable, opts.resource));
+  const stale = opts.stale;
+  if (stale) result = result.filter((e) => !stale(e));
   const offset = Number(
     query.get("$skiptoken") ? Buffer.from(query.get("$skiptoken") ?? "", "base64url").toString() : 0,
   );

@@ -16,6 +16,8 @@ export interface SimFic {
 export interface SimApp {
   id: string;
   appId: string;
+  /** Client-provided alternate key (application-upsert); immutable once set, unique in the tenant. */
+  uniqueName: string | null;
   displayName: string;
   description: string | null;
   tags: string[];
@@ -24,8 +26,15 @@ export interface SimApp {
   createdDateTime: string;
   /** Other writable properties we accept and echo back unchanged (web, api, info, ...). */
   extra: Record<string, unknown>;
-  /** Object ids of owners (the creating service principal): `Application.ReadWrite.OwnedBy` needs this. */
+  /**
+   * Object ids of owners: the creating service principal (an app-only caller is made owner of what it creates),
+   * users, other principals. Ids that are not service principals in this state stand for users.
+   * `Application.ReadWrite.OwnedBy` reaches only apps whose owners include the caller.
+   */
   owners: string[];
+  /** Secrets and certificates an owner added (addPassword/addKey); the simulator only counts them. */
+  passwordCredentials: number;
+  keyCredentials: number;
   fics: SimFic[];
   createdAtMs: number;
 }
@@ -37,6 +46,10 @@ export interface SimSp {
   appDisplayName: string;
   tags: string[];
   accountEnabled: boolean;
+  /** Object ids of owners (the creating service principal, as for apps). */
+  owners: string[];
+  passwordCredentials: number;
+  keyCredentials: number;
   createdAtMs: number;
 }
 
@@ -80,6 +93,11 @@ export function findAppByAppId(state: SimState, appId: string): SimApp | undefin
   return undefined;
 }
 
+export function findAppByUniqueName(state: SimState, uniqueName: string): SimApp | undefined {
+  for (const app of state.applications.values()) if (app.uniqueName === uniqueName) return app;
+  return undefined;
+}
+
 export function findSpByAppId(state: SimState, appId: string): SimSp | undefined {
   for (const sp of state.servicePrincipals.values()) if (sp.appId === appId) return sp;
   return undefined;
@@ -96,6 +114,7 @@ export function snapshot(state: SimState): Record<string, unknown> {
     applications: [...state.applications.values()].map((a) => ({
       id: a.id,
       appId: a.appId,
+      uniqueName: a.uniqueName,
       displayName: a.displayName,
       tags: a.tags,
       owners: a.owners,
