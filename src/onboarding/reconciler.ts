@@ -173,21 +173,27 @@ export async function reconcileIdentity(
     const id = pin.appObjectId;
     app = await graph.getApplication(id);
     if (!app && young(appCreatedAt)) {
+      // Just created by the bot, yet not found by id: give Entra's replication its window before concluding
+      // that someone deleted it (a new app too early would be a duplicate).
+      const gone = new EntraError({ code: "GRAPH_NOT_FOUND", message: `app registration ${id} not found` });
       app = await untilReplicated(
         wait,
         {
           what: `app registration ${id}`,
           createdAt: appCreatedAt,
           isLag: (e) => e.code === "GRAPH_NOT_FOUND",
+          otherwise: () => gone,
         },
         log,
         async () => {
           const got = await graph.getApplication(id);
-          if (!got)
-            throw new EntraError({ code: "GRAPH_NOT_FOUND", message: `app registration ${id} not found` });
+          if (!got) throw gone;
           return got;
         },
-      );
+      ).catch((err: unknown) => {
+        if (err === gone) return null;
+        throw err;
+      });
     }
     if (!app) {
       log?.(
