@@ -8,16 +8,23 @@ export const AUD = "api://AzureADTokenExchange";
 export const STATUS_MARKER = "gitlab-entra-bot:status";
 export const ONBOARDING_MARKER = "gitlab-entra-bot:onboarding";
 
-/** The bot's app registration for (project, environment), found by the tags the bot puts on it. */
+/** Owned by the bot's service principal alone: tags anyone can copy, ownership only the bot has. */
+const botOwned = (stack: SandboxStack, a: { owners: string[] }) =>
+  a.owners.length === 1 && a.owners[0] === stack.entra.botServicePrincipalId;
+
+/** The bot's app registration for (project, environment): the bot-owned app carrying its tags. */
 export function appFor(stack: SandboxStack, projectId: number, env: string) {
   return [...stack.entra.state.applications.values()].find(
-    (a) => a.tags.includes(`gitlab-project:${projectId}`) && a.tags.includes(`gitlab-env:${env}`),
+    (a) =>
+      botOwned(stack, a) &&
+      a.tags.includes(`gitlab-project:${projectId}`) &&
+      a.tags.includes(`gitlab-env:${env}`),
   );
 }
 
 export function appsOf(stack: SandboxStack, projectId: number) {
-  return [...stack.entra.state.applications.values()].filter((a) =>
-    a.tags.includes(`gitlab-project:${projectId}`),
+  return [...stack.entra.state.applications.values()].filter(
+    (a) => botOwned(stack, a) && a.tags.includes(`gitlab-project:${projectId}`),
   );
 }
 

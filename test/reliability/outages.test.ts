@@ -155,8 +155,9 @@ describe("Graph and GitLab outages", () => {
     expect(await failures(stack)).toEqual([]);
     expectOnboarded(stack, project.id);
     expect(stack.entra.stats.writes()).toBe(writesBefore);
+    // Apps are created by an upsert keyed by uniqueName: 201 means created.
     const appPosts = stack.entra.stats.requests.filter(
-      (r) => r.method === "POST" && r.path === "/v1.0/applications",
+      (r) => r.method === "PATCH" && r.path.startsWith("/v1.0/applications(uniqueName=") && r.status === 201,
     ).length;
     expect(appPosts).toBe(2);
     const issues = stack.gitlab.project(project.id)?.issues ?? [];
