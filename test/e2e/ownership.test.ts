@@ -135,6 +135,9 @@ describe("the planted-app attack", () => {
       expect(issue?.description).toContain(`app registration \`${p.app.id}\` is tagged as this project's`);
     }
     expect(issue?.description).toContain("not owned by the bot alone");
+    console.info(
+      `[reliability] planted apps for a new project: own identity logs in; ${planted.length} look-alikes, 0 writes to them, ${refusals.length} refusals audited, ${planted.length} issue lines`,
+    );
   });
 
   it("an onboarded project: drift repair and project_destroy never adopt or touch a look-alike (foreign owner, or the bot plus another)", async () => {
@@ -250,6 +253,8 @@ describe("Entra's replication answers, through the job queue", () => {
       expect(logs.join("\n")).not.toMatch(/Grant the bot|does not exist in the tenant/);
       expect((await exchange(stack, project.id, "production", "main")).status).toBe(200);
       expect(onboardingIssues(stack, project.id)).toHaveLength(1);
+      const waits = logs.filter((l) => l.includes("waiting for Entra to replicate")).length;
+      console.info(`[reliability] replication, ${name}: 0 failed jobs, 2 apps, ${waits} waits logged`);
     });
   });
 
@@ -267,7 +272,10 @@ describe("Entra's replication answers, through the job queue", () => {
     const job = (await stack.service.queues.events.getJobs(["completed"])).find(
       (j: Job) => j.data.intent.project?.id === project.id,
     );
-    expect(job?.attemptsMade ?? 0).toBeGreaterThanOrEqual(1); // the first attempt failed and was retried
+    expect(job?.attemptsStarted ?? 0).toBeGreaterThanOrEqual(2); // the first attempt failed and was retried
+    console.info(
+      `[reliability] create answer lost (504 after the create): ${appsOf(stack, project.id).length} apps after ${job?.attemptsStarted ?? 0} attempts`,
+    );
     const logs = await jobLogs(project.id);
     expect(
       logs.some(
