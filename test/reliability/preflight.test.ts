@@ -46,6 +46,9 @@ describe("preflight", () => {
     const r = await preflight(botEnv(stack));
     expect(r.out).toMatch(/ok {3}policy/);
     expect(r.out).toMatch(/ok {3}graph-roles .*Application\.ReadWrite\.OwnedBy/);
+    expect(r.out).toContain(
+      `ok   graph-ownership  the bot's service principal is ${stack.entra.botServicePrincipalId}; it owns 0 app registration(s)`,
+    );
     expect(r.out).toMatch(/ok {3}gitlab-user .*@entra-bot/);
     expect(r.out).toMatch(/ok {3}issuer-discovery/);
     expect(r.out).toMatch(/ok {3}redis/);
@@ -54,6 +57,15 @@ describe("preflight", () => {
   });
 
   it("names the missing Graph permission, the wrong GitLab token, unreachable Redis and a bad policy; exits 1", async () => {
+    // With Application.ReadWrite.OwnedBy alone the bot can still read what it owns.
+    const owned = await preflight(
+      botEnv(stack, {
+        AZURE_AUTHORITY_HOST: narrowEntra.url,
+        GRAPH_BASE_URL: narrowEntra.url,
+        AZURE_CLIENT_SECRET: NARROW_SECRET,
+      }),
+    );
+    expect(owned.out).toMatch(/ok {3}graph-ownership .*ownedObjects works/);
     const env = botEnv(stack, {
       AZURE_AUTHORITY_HOST: narrowEntra.url,
       GRAPH_BASE_URL: narrowEntra.url,
@@ -69,7 +81,7 @@ describe("preflight", () => {
     );
     expect(r.out).toMatch(/FAIL gitlab-user .*answered 401: the token is wrong, expired or revoked/);
     expect(r.out).toMatch(/FAIL redis .*127\.0\.0\.1:1 is not reachable/);
-    expect(r.out).toMatch(/4 checks failed|3 checks failed/);
+    expect(r.out).toMatch(/[3-5] checks failed/);
     for (const secret of [NARROW_SECRET, "glpat-wrong-token-for-preflight", stack.secrets.webhook]) {
       expect(r.out).not.toContain(secret);
     }
@@ -78,6 +90,25 @@ describe("preflight", () => {
     const bad = await preflight(botEnv(stack, { POLICY_FILE: env.POLICY_FILE as string }));
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/FAIL policy .*is invalid/);
+  });
+
+  it("the bot's own service principal cannot be found: graph-ownership fails and says what AZURE_CLIENT_ID must be", async () => {
+    narrowEntra.state.servicePrincipals.delete(narrowEntra.botServicePrincipalId);
+    try {
+      const r = await preflight(
+        botEnv(stack, {
+          AZURE_AUTHORITY_HOST: narrowEntra.url,
+          GRAPH_BASE_URL: narrowEntra.url,
+          AZURE_CLIENT_SECRET: NARROW_SECRET,
+        }),
+      );
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(
+        /FAIL graph-ownership .*could not resolve the bot's own service principal .*no service principal has appId 0a1b2c3d-.*AZURE_CLIENT_ID must be the application \(client\) id/,
+      );
+    } finally {
+      narrowEntra.reset();
+    }
   });
 
   it("a wrong Azure client secret: no token, said plainly, secret not echoed", async () => {
