@@ -188,6 +188,22 @@ describe("the planted-app attack", () => {
       (await audit(project.id)).filter((r) => r.trigger.event === "drift-repair" && r.change.op === "refuse"),
     ).toHaveLength(2);
 
+    // The next report to the project says it too: `/entra onboard` writes a line per look-alike in the issue.
+    const issue = onboardingIssues(stack, project.id)[0];
+    if (!issue) throw new Error("no onboarding issue");
+    await stack.driver.comment(project.id, issue.iid, alice.id, "/entra onboard");
+    await settled(stack);
+    for (const p of [foreign, coOwned]) {
+      expect(onboardingIssues(stack, project.id)[0]?.description).toContain(
+        `app registration \`${p.app.id}\``,
+      );
+    }
+    expect(
+      appsOf(stack, project.id)
+        .map((a) => a.id)
+        .sort(),
+    ).toEqual(identities);
+
     const offboarding = await metric("geb_ownership_collisions_total", { where: "offboarding" });
     await stack.driver.deleteProject(project.id);
     await settled(stack);
@@ -196,6 +212,36 @@ describe("the planted-app attack", () => {
     expectUntouched(foreign, before[0] as string);
     expectUntouched(coOwned, before[1] as string);
     expect(await metric("geb_ownership_collisions_total", { where: "offboarding" })).toBe(offboarding + 2);
+  });
+});
+
+describe("memberships in groups no policy rule names", () => {
+  it("drift repair reports them (job log, metric, audit observe) and never removes them", async () => {
+    const { project } = await stack.driver.createProject("acme/granted", { members: { [alice.id]: 40 } });
+    await settled(stack);
+    const app = appFor(stack, project.id, "production");
+    const sp = [...stack.entra.state.servicePrincipals.values()].find((s) => s.appId === app?.appId);
+    if (!sp) throw new Error("no service principal");
+    const other = "77777777-7777-4777-8777-777777777777";
+    stack.entra.state.groups.set(other, {
+      id: other,
+      displayName: "finance-readers",
+      description: null,
+      members: new Set([sp.id]),
+    });
+    const found = await metric("geb_drift_found_total", { kind: "unmanagedGroupMembership" });
+    stack.entra.stats.reset();
+    const logs = await runDrift();
+    expect(stack.entra.stats.writes()).toBe(0);
+    expect(stack.entra.state.groups.get(other)?.members.has(sp.id)).toBe(true);
+    expect(logs.join("\n")).toContain(`production: observed groupMembership ${other}`);
+    expect(await metric("geb_drift_found_total", { kind: "unmanagedGroupMembership" })).toBe(found + 1);
+    const observed = (await audit(project.id)).filter(
+      (r) => r.change.op === "observe" && r.change.kind === "groupMembership",
+    );
+    expect(observed.map((r) => [r.change.target, r.change.objectId, r.trigger.event])).toEqual([
+      [other, sp.id, "drift-repair"],
+    ]);
   });
 });
 
