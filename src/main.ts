@@ -4,6 +4,7 @@ import { loadPolicyFile } from "./config/policy.ts";
 import { ConfigError, formatProblem } from "./config/problems.ts";
 import { createLogger } from "./logging.ts";
 import { startService } from "./service.ts";
+import { tracingRequested } from "./telemetry/enabled.ts";
 
 /** Exit code for configuration errors: distinct from crashes (1) so orchestrators can tell them apart. */
 const EXIT_CONFIG = 2;
@@ -18,6 +19,11 @@ function roleFromArgs(argv: string[]): Role | undefined {
 }
 
 async function main(): Promise<void> {
+  // OpenTelemetry only when OTEL_* asks for traces: otherwise not one of its modules is loaded. First, so that
+  // the queues and the server the service builds pick up the tracing hooks.
+  const tracing = tracingRequested(process.env)
+    ? (await import("./telemetry/tracing.ts")).startTracing()
+    : undefined;
   let config: ReturnType<typeof loadConfig>;
   let policy: ReturnType<typeof loadPolicyFile>;
   try {
@@ -48,6 +54,7 @@ async function main(): Promise<void> {
     }, 60_000);
     force.unref();
     await service.close();
+    await tracing?.shutdown().catch(() => {});
     logger.info("stopped");
     process.exit(0);
   };

@@ -10,6 +10,7 @@ import { createApp } from "./http/app.ts";
 import type { Logger } from "./logging.ts";
 import { createProducerConnection } from "./queue/connection.ts";
 import { createQueues, type Queues } from "./queue/queues.ts";
+import { traceFetch } from "./telemetry/hooks.ts";
 
 const KNOWN_EVENTS: ReadonlySet<string> = new Set(HANDLED_EVENTS);
 /** Metric label for X-Gitlab-Event: a fixed set, so a caller cannot grow the series without bound. */
@@ -120,7 +121,8 @@ export async function startService({
     await new Promise<void>((resolve) => {
       server = serve(
         {
-          fetch: created.fetch,
+          // A server span per webhook delivery when tracing is on; the handler itself otherwise.
+          fetch: traceFetch(created.fetch),
           port: config.port,
           hostname: config.host,
           // GitLab gives up after 10 s; a slow-loris client must not hold a socket much longer than that.

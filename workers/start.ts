@@ -8,6 +8,7 @@ import type { Logger } from "../src/logging.ts";
 import { createWorkerConnection } from "../src/queue/connection.ts";
 import { QUEUES } from "../src/queue/names.ts";
 import { createQueues } from "../src/queue/queues.ts";
+import { annotateJob, bullmqTelemetry } from "../src/telemetry/hooks.ts";
 import { DRIFT_SCHEDULER_ID, repairDrift } from "./drift.ts";
 import { createEventsProcessor, type IntentHandler } from "./events-processor.ts";
 import { settleFailure } from "./failure.ts";
@@ -36,6 +37,7 @@ export interface StartWorkersOptions {
 /** Wraps a processor so failures go through the one retry policy and durations reach the metrics. */
 function guarded(queue: Queue, fn: Processor): Processor {
   return async (job: Job, token?: string) => {
+    annotateJob(job.data);
     try {
       return await fn(job, token);
     } catch (err) {
@@ -73,6 +75,8 @@ export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
     prefix: config.queuePrefix,
     // A limiter must be configured for queue.rateLimit (Retry-After) to hold jobs back; this one never binds.
     limiter: { max: 100_000, duration: 1_000 },
+    // Tracing (OTEL_*): a consumer span per job, child of the span that enqueued it. Off: {}.
+    ...bullmqTelemetry(),
     // Stalled-job recovery: a job whose worker died is picked up again after its lock expires.
     ...(config.jobs
       ? { stalledInterval: config.jobs.stalledIntervalMs, lockDuration: config.jobs.lockDurationMs }

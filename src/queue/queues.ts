@@ -1,5 +1,6 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { bullmqTelemetry } from "../telemetry/hooks.ts";
 import { DEFAULT_JOB_OPTIONS } from "./jobs.ts";
 import { QUEUES } from "./names.ts";
 
@@ -32,6 +33,8 @@ export function createQueues(
       prefix,
       defaultJobOptions,
       skipWaitingForReady: true,
+      // Tracing (OTEL_*): a producer span per add, its context carried in the job's options. Off: {}.
+      ...bullmqTelemetry(),
     });
     // Without a listener BullMQ prints every connection error with a stack trace; readiness reports them.
     queue.on("error", (err) => onError?.(name, err));
