@@ -21,6 +21,8 @@ function eventLabel(event: string): string {
 export interface Service {
   /** Base URL of the HTTP api, when this process runs it. */
   url?: string;
+  /** Base URL of a worker-only process's health and metrics (WORKER_HTTP_PORT). */
+  workerHttpUrl?: string;
   app?: Hono;
   queues: Queues;
   workers?: RunningWorkers;
@@ -156,13 +158,25 @@ export async function startService({
         })
       : undefined;
   if (workers) logger.info({ concurrency: config.workerConcurrency }, "workers started");
+  // Probes and /metrics for a worker-only process (the api already serves them on PORT).
+  const workerHttp =
+    config.role === "worker" && config.workerHttpPort !== undefined
+      ? await (await import("./http/worker-http.ts")).serveWorkerHttp({
+          redis,
+          port: config.workerHttpPort,
+          host: config.host,
+        })
+      : undefined;
+  if (workerHttp) logger.info({ url: workerHttp.url }, "worker health and metrics listening");
 
   return {
     ...(url ? { url } : {}),
     ...(app ? { app } : {}),
     queues,
     ...(workers ? { workers } : {}),
+    ...(workerHttp ? { workerHttpUrl: workerHttp.url } : {}),
     close: async () => {
+      await workerHttp?.close();
       if (server) {
         const s = server;
         await new Promise<void>((resolve) => s.close(() => resolve()));

@@ -30,6 +30,16 @@ const envSchema = z.object({
     .max(65535)
     .default(3000),
   HOST: z.string().default("0.0.0.0"),
+  /**
+   * Worker role only: serve /healthz, /readyz and /metrics on this port (Kubernetes probes, Prometheus). Unset:
+   * the worker serves no HTTP, so several workers on one host need no ports. The api serves them on PORT.
+   */
+  WORKER_HTTP_PORT: z.coerce
+    .number({ message: "must be a whole number from 0 to 65535" })
+    .int("must be a whole number from 0 to 65535")
+    .min(0)
+    .max(65535)
+    .optional(),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, "must start with redis:// or rediss://")
@@ -176,6 +186,8 @@ export interface Config {
   logLevel: Env["LOG_LEVEL"];
   bodyLimitBytes: number;
   workerConcurrency: number;
+  /** WORKER_HTTP_PORT: where a worker-only process serves health and metrics; undefined = no HTTP. */
+  workerHttpPort?: number;
   driftIntervalSeconds: number;
   graphWritesPerSecond: number;
   gitlab: {
@@ -300,6 +312,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     logLevel: e.LOG_LEVEL,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    ...(e.WORKER_HTTP_PORT !== undefined ? { workerHttpPort: e.WORKER_HTTP_PORT } : {}),
     driftIntervalSeconds: e.DRIFT_INTERVAL_SECONDS,
     graphWritesPerSecond: e.GRAPH_WRITES_PER_SECOND,
     gitlab: {
