@@ -86,6 +86,7 @@ describe("tracing: one trace from the webhook to every Graph and GitLab request"
     );
     expect(graphSpans).toHaveLength(graphCalls.length);
     for (const s of graphSpans) {
+      expect(s.name).toBe(s.attributes["http.request.method"]);
       expect(parentOf(s)).toBe(idOf(job));
       expect(s.attributes["http.response.status_code"]).toEqual(expect.any(Number));
       expect(s.attributes["http.response.header.request-id"]).toEqual([expect.any(String)]);
