@@ -37,7 +37,13 @@ export const DEFAULT_BOT_ROLES = [
 export interface EntraSimOptions {
   tenantId: string;
   /** roles default: Application.ReadWrite.OwnedBy, GroupMember.ReadWrite.All, Application.ReadWrite.All */
-  bot: { clientId: string; clientSecret: string; roles?: string[] };
+  bot: {
+    clientId: string;
+    clientSecret: string;
+    roles?: string[];
+    /** Federated credentials on the bot's own app: it may then log in with a client assertion (workload identity). */
+    federatedCredentials?: Array<{ name: string; issuer: string; subject: string; audiences: string[] }>;
+  };
   /** Pre-seeded security groups. */
   groups?: Array<{ id: string; displayName: string }>;
   port?: number;

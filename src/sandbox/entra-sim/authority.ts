@@ -12,7 +12,7 @@ import {
   SignJWT,
 } from "jose";
 import { z } from "zod";
-import { ENTRA_FEDERATION_DOC, matchAssertion } from "../../entra/fic-match.ts";
+import { ENTRA_FEDERATION_DOC, type FicLike, matchAssertion } from "../../entra/fic-match.ts";
 import type { SimFaults } from "./faults.ts";
 import type { Caller } from "./graph.ts";
 import { findAppByAppId, findSpByAppId, type SimState } from "./state.ts";
@@ -31,7 +31,16 @@ const GRAPH_ROOTS = [
 
 export interface AuthorityOptions {
   tenantId: string;
-  bot: { clientId: string; clientSecret: string; roles: string[] };
+  bot: {
+    clientId: string;
+    clientSecret: string;
+    roles: string[];
+    /**
+     * Federated credentials on the bot's own app registration: workload identity federation, e.g. a Kubernetes
+     * service account token (issuer = the cluster's OIDC issuer) in place of the client secret.
+     */
+    federatedCredentials?: FicLike[];
+  };
   /** Object id of the bot's own service principal (it owns the apps it creates). */
   botSpId: string;
   state: SimState;
@@ -263,20 +272,30 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
     } catch {
       return fail(400, "invalid_request", 50027, "JWT token is invalid or malformed.");
     }
-    const app = findAppByAppId(opts.state, clientId);
-    if (!app) return unknownClient(clientId);
-    const sp = findSpByAppId(opts.state, clientId);
-    if (!sp) {
-      return fail(
-        400,
-        "invalid_client",
-        7000229,
-        `The client application ${clientId} is missing service principal in the tenant ${tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
-      );
+    // The bot's own app (workload identity for the bot itself) or an app the bot created (a pipeline's login).
+    const own = clientId === opts.bot.clientId;
+    let ready: FicLike[];
+    let oid: string;
+    if (own) {
+      ready = opts.bot.federatedCredentials ?? [];
+      oid = opts.botSpId;
+    } else {
+      const app = findAppByAppId(opts.state, clientId);
+      if (!app) return unknownClient(clientId);
+      const sp = findSpByAppId(opts.state, clientId);
+      if (!sp) {
+        return fail(
+          400,
+          "invalid_client",
+          7000229,
+          `The client application ${clientId} is missing service principal in the tenant ${tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
+        );
+      }
+      // A FIC that was just written is not yet usable (propagation), as in Entra.
+      const now = Date.now();
+      ready = app.fics.filter((f) => now - f.createdAtMs >= opts.faults.ficPropagationDelayMs);
+      oid = sp.id;
     }
-    // A FIC that was just written is not yet usable (propagation), as in Entra.
-    const now = Date.now();
-    const ready = app.fics.filter((f) => now - f.createdAtMs >= opts.faults.ficPropagationDelayMs);
     const iss = typeof unverified.iss === "string" ? unverified.iss : "";
     // Entra only trusts (and only fetches keys from) issuers that one of the app's credentials names.
     if (!ready.some((f) => f.issuer === iss)) {
@@ -294,7 +313,14 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
       ready,
     );
     if (!result.ok) return ficFailure(result.code, result.message);
-    return accessToken({ aud: resource, appid: clientId, oid: sp.id, roles: [], appidacr: "2" });
+    // Federated tokens say appidacr 2 (client assertion); the bot's own carry its application permissions.
+    return accessToken({
+      aud: resource,
+      appid: clientId,
+      oid,
+      roles: own ? opts.bot.roles : [],
+      appidacr: "2",
+    });
   }
 
   function ficFailure(code: string, message: string): TokenError {
