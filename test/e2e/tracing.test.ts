@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { SpanKind } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,6 +121,36 @@ describe("tracing: one trace from the webhook to every Graph and GitLab request"
     expect(orphans.map(urlOf)).toEqual([]);
   });
 
+  const commentMarkers = [`comment-text-${randomUUID()}`, `second-line-${randomUUID()}`];
+
+  it("a slash command is traced too, without the comment's text", async () => {
+    const projectId = [...stack.gitlab.state.projects.values()].find((p) => p.path === "platform/traced")?.id;
+    const issue = projectId ? stack.gitlab.project(projectId)?.issues[0] : undefined;
+    if (!projectId || !issue) throw new Error("the onboarding issue of the first test is missing");
+    const { delivery } = await stack.driver.comment(
+      projectId,
+      issue.iid,
+      alice.id,
+      `/entra plan staging ${commentMarkers[0]}\n${commentMarkers[1]}`,
+    );
+    expect(delivery.status).toBe(202);
+    await settled(stack);
+    const spans = exporter.getFinishedSpans();
+    const root = spans.find(
+      (s) => s.name === WEBHOOK_SPAN && s.attributes["gitlab.delivery.id"] === delivery.idempotencyKey,
+    );
+    expect(root?.attributes["gitlab.event"]).toBe("Note Hook");
+    const inTrace = spans.filter((s) => s.spanContext().traceId === root?.spanContext().traceId);
+    expect(inTrace.find((s) => s.name === "process gitlab-events")?.attributes["geb.intent"]).toBe("command");
+    // The marker was in play: it is in the job GitLab's note became (and so in what the worker handled).
+    const job = await stack.service.queues.events.getJob(String(delivery.body.jobId));
+    expect(JSON.stringify(job?.data)).toContain(commentMarkers[0]);
+    // The reply was written to GitLab inside this trace.
+    expect(
+      inTrace.some((s) => s.kind === SpanKind.CLIENT && s.attributes["http.request.method"] === "POST"),
+    ).toBe(true);
+  });
+
   it("no secret in any span: attributes, events, resource", () => {
     const spans = exporter.getFinishedSpans();
     expect(spans.length).toBeGreaterThan(10);
@@ -135,6 +166,8 @@ describe("tracing: one trace from the webhook to every Graph and GitLab request"
     for (const [name, secret] of Object.entries(stack.secrets)) {
       expect(text.includes(secret), `${name} found in a span`).toBe(false);
     }
+    // Comment text (which can hold a pasted token) reaches no span; neither does a note the bot wrote.
+    for (const marker of commentMarkers) expect(text.includes(marker), marker).toBe(false);
     expect(text).not.toMatch(/bearer\s/i);
     expect(text).not.toMatch(/private-token/i);
     // No JWT (Graph access tokens, ID tokens) anywhere.
