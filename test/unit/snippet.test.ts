@@ -136,7 +136,10 @@ describe("renderSnippet: every variant validates against GitLab's CI schema", ()
           ARM_OIDC_TOKEN: "$GITLAB_OIDC_TOKEN",
           ARM_CLIENT_ID: input.ciVariablesSet ? "$AZURE_CLIENT_ID" : APP,
           ARM_TENANT_ID: input.ciVariablesSet ? "$AZURE_TENANT_ID" : TENANT,
+          // azurerm 4 requires it; the user sets AZURE_SUBSCRIPTION_ID and the script checks it is there.
+          ARM_SUBSCRIPTION_ID: "$AZURE_SUBSCRIPTION_ID",
         });
+        expect(script).toContain('if [ -z "$ARM_SUBSCRIPTION_ID" ]');
       }
       if (input.variant === "azure-sdk") expect(script).toContain("AZURE_FEDERATED_TOKEN_FILE");
 
@@ -147,6 +150,10 @@ describe("renderSnippet: every variant validates against GitLab's CI schema", ()
         .join("\n");
       expect(header).toContain("Only these refs can log in");
       expect(header).toContain("propagate");
+      // The subject code Entra really answers for a disallowed ref, and the others of the family.
+      expect(header).toMatch(/AADSTS700213 \(subject\)/);
+      expect(header).toContain("AADSTS700211");
+      expect(header).toContain("AADSTS7002121");
       expect(header.includes("ci_id_token_sub_claim_components")).toBe(
         input.subClaimComponents[0] === "project_id",
       );
@@ -183,7 +190,7 @@ describe("the login script, run with a stub az", () => {
   const b64url = (s: string) => Buffer.from(s).toString("base64url");
   const token = `${b64url('{"alg":"RS256"}')}.${b64url(JSON.stringify(claims))}.c2lnbmF0dXJl`;
 
-  const run = (azBehaviour: string) => {
+  const run = (azBehaviour: string, ci: Record<string, string> = { CI_COMMIT_REF_NAME: "main" }) => {
     const counter = join(dir, "count");
     writeFileSync(counter, "0");
     const az = join(dir, "az");
@@ -201,6 +208,8 @@ describe("the login script, run with a stub az", () => {
         AZURE_TENANT_ID: TENANT,
         ENTRA_LOGIN_ATTEMPTS: "4",
         ENTRA_LOGIN_DELAY: "0",
+        CI_ENVIRONMENT_NAME: "production",
+        ...ci,
       },
       encoding: "utf8",
     });
@@ -233,6 +242,58 @@ describe("the login script, run with a stub az", () => {
     expect(r.status).toBe(1);
     expect(r.calls).toBe(4);
     expect(r.stdout).toContain("/entra doctor");
+  });
+
+  it("does not retry a case-only subject mismatch (AADSTS7002138): waiting never fixes it", () => {
+    const r = run(`echo "AADSTS7002138: No matching federated identity record found" >&2; exit 1`);
+    expect(r.status).toBe(1);
+    expect(r.calls).toBe(1);
+  });
+
+  it("retries the audience and issuer forms of the family too", () => {
+    const r = run(
+      `if [ $n -eq 1 ]; then echo "AADSTS7002121: audience" >&2; exit 1; fi
+if [ $n -eq 2 ]; then echo "AADSTS700211: issuer" >&2; exit 1; fi`,
+    );
+    expect(r.status).toBe(0);
+    expect(r.calls).toBe(3);
+  });
+
+  it("fails at once, without calling az, for a ref the policy does not allow (no five-minute loop)", () => {
+    const r = run(`echo "AADSTS700213: No matching federated identity record found" >&2; exit 1`, {
+      CI_COMMIT_REF_NAME: "feature/x",
+    });
+    expect(r.status).toBe(1);
+    expect(r.calls).toBe(0);
+    expect(r.stdout).toContain("This job runs for branch:feature/x");
+    expect(r.stdout).toContain("AADSTS700213");
+  });
+
+  it("treats a tag pipeline as tag:<name>, not as the branch of the same name", () => {
+    const r = run(`exit 0`, { CI_COMMIT_REF_NAME: "main", CI_COMMIT_TAG: "main" });
+    expect(r.status).toBe(1);
+    expect(r.calls).toBe(0);
+    expect(r.stdout).toContain("tag:main");
+  });
+
+  it("takes a ref with shell metacharacters literally", () => {
+    const tpl = snippetJobs({
+      ...(inputs()[0] as SnippetInput),
+      refs: ["branch:it's-$(id)-*"],
+      variant: "azure-cli",
+    })[templateName("production")];
+    const script = ((tpl?.before_script ?? []) as string[]).join("\n");
+    const env = { PATH: process.env.PATH ?? "", CI_ENVIRONMENT_NAME: "p", ENTRA_LOGIN_ATTEMPTS: "1" };
+    const ok = spawnSync("sh", ["-c", `${script.split("attempt=1")[0]}echo REF-OK`], {
+      env: { ...env, CI_COMMIT_REF_NAME: "it's-$(id)-*" },
+      encoding: "utf8",
+    });
+    expect(ok.stdout).toContain("REF-OK");
+    const glob = spawnSync("sh", ["-c", `${script.split("attempt=1")[0]}echo REF-OK`], {
+      env: { ...env, CI_COMMIT_REF_NAME: "it's-$(id)-anything" },
+      encoding: "utf8",
+    });
+    expect(glob.stdout).not.toContain("REF-OK");
   });
 
   it("is valid POSIX sh for every variant (dash -n)", () => {
@@ -284,7 +345,7 @@ describe("renderOnboardingMarkdown", () => {
     const md = renderOnboardingMarkdown(result, { ciVariablesSet: true });
     expect(md).toContain(`| \`production\` | ready (updated) | \`${APP}\` | \`branch:main\` | 1 |`);
     expect(md).toContain(
-      "| `staging` | refused | - | - | 0 | needs more than 20 \\| federated credentials |",
+      "| `staging` | refused | - | - | 0 | `needs more than 20 \\| federated credentials` |",
     );
     const blocks = [...md.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? "");
     expect(blocks).toHaveLength(1);
