@@ -4,12 +4,15 @@ import { environmentRule } from "../src/config/policy.ts";
 import { doctorReply } from "../src/doctor/reply.ts";
 import { helpText, parseCommand } from "../src/gitlab/commands.ts";
 import type { Intent, Trigger } from "../src/gitlab/intents.ts";
+import { code, md, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
 import type { Logger } from "../src/logging.ts";
 import { authorizeCommand } from "../src/onboarding/authorize.ts";
 import { moveProject, offboardProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
+import { parseSnippetArgs, snippetReply } from "../src/onboarding/snippet-command.ts";
 import type { OnboardResult } from "../src/onboarding/types.ts";
 import type { EventJob, ReportJob } from "../src/queue/jobs.ts";
 import { auditResult } from "./audit-changes.ts";
+import { answerMergeRequestComment } from "./merge-request-comment.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
 type CommandIntent = Extract<Intent, { type: "command" }>;
@@ -107,22 +110,24 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
   const command = parseCommand(intent.line);
   if (!command) return { skipped: "no /entra command" };
   const base = { trigger, project: intent.project };
-  const reply = (body?: string, react: "thumbsup" | "eyes" | false = "thumbsup") => ({
+  const reply = (body?: SafeMarkdown, react: "thumbsup" | "eyes" | false = "thumbsup") => ({
     issueIid: intent.issueIid,
     noteId: intent.noteId,
     ...(body !== undefined ? { body } : {}),
     react,
+    // Internal in, internal out (the flag is decided upstream from GitLab; here it is only carried).
+    internal: intent.confidential,
   });
 
   if (command.kind === "help" || command.kind === "unknown") {
     const preface =
       command.kind === "unknown"
-        ? `\`/entra ${command.word}\` is not a command I know.${command.suggestion ? ` Did you mean \`/entra ${command.suggestion}\`?` : ""}\n\n`
-        : "";
+        ? md`${code(`/entra ${command.word}`)} is not a command I know.${command.suggestion ? md` Did you mean ${code(`/entra ${command.suggestion}`)}?` : trusted("")}\n\n`
+        : trusted("");
     return {
       reply: await report(rt, job, {
         ...base,
-        reply: reply(`${preface}${helpText(rt.policy)}`, command.kind === "help" ? "thumbsup" : false),
+        reply: reply(md`${preface}${helpText(rt.policy)}`, command.kind === "help" ? "thumbsup" : false),
       }),
     };
   }
@@ -154,7 +159,7 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
         return {
           reply: await report(rt, job, {
             ...base,
-            reply: reply("Name the environments, e.g. `/entra onboard staging`.", false),
+            reply: reply(trusted("Name the environments, e.g. `/entra onboard staging`."), false),
           }),
         };
       }
@@ -199,6 +204,17 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
         reply: await report(rt, job, { ...base, result, reply: reply() }),
       };
     }
+    case "snippet": {
+      const body = snippetReply({
+        project: intent.project,
+        registered: await rt.registry.get(intent.project.id),
+        policy: rt.policy,
+        issuer: rt.issuer,
+        tenantId: rt.tenantId,
+        request: parseSnippetArgs(command.args, rt.policy.snippet.variant),
+      });
+      return { reply: await report(rt, job, { ...base, reply: reply(body) }) };
+    }
     case "doctor": {
       const body = await doctorReply(
         { graph: rt.graph, policy: rt.policy, issuer: rt.issuer, registry: rt.registry, audit: rt.audit },
@@ -219,6 +235,8 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
       return onEnvironmentSeen(rt, job, intent, trigger);
     case "command":
       return onCommand(rt, job, intent, trigger, log);
+    case "mergeRequest.comment":
+      return answerMergeRequestComment(rt, job, intent, trigger, report);
     case "project.destroyed": {
       // Stale credentials on a path that can be reused are a takeover risk: remove everything, from Entra's tags.
       const result = await offboardProject(

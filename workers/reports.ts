@@ -1,10 +1,17 @@
 import type { Job } from "bullmq";
 import { UnrecoverableError } from "bullmq";
+import { assertInert, join, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
 import type { Logger } from "../src/logging.ts";
 import { collisionNotes } from "../src/onboarding/collision-notes.ts";
 import { withRegisteredEnvironments } from "../src/onboarding/describe.ts";
-import { replyToCommand, setCiVariables, upsertOnboardingIssue } from "../src/onboarding/report.ts";
+import {
+  replyOnMergeRequest,
+  replyToCommand,
+  setCiVariables,
+  upsertOnboardingIssue,
+} from "../src/onboarding/report.ts";
 import { renderOnboardingMarkdown } from "../src/onboarding/snippet.ts";
+import { applySubClaimComponents } from "../src/onboarding/sub-claim-step.ts";
 import type { Change } from "../src/onboarding/types.ts";
 import { reportJobSchema } from "../src/queue/jobs.ts";
 import { auditChanges } from "./audit-changes.ts";
@@ -24,23 +31,17 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
   const data = parsed.data;
   const { project, trigger, result } = data;
   const changes: Change[] = [];
-  const notes: string[] = result ? collisionNotes(result) : [];
+  const notes: SafeMarkdown[] = result ? collisionNotes(result) : [];
+  const internal = data.reply?.internal === true || data.mergeRequestReply?.internal === true;
 
+  // A separate, non-fatal step: old GitLab or a bot below Maintainer gets an "Action needed" line, and the
+  // variables, issue and reply below still happen.
   if (data.subClaim && result) {
-    const components = result.subClaimComponents;
-    const r = await rt.gitlab.setSubClaimComponents(project.id, components);
-    if (r.status === "updated") {
-      changes.push({
-        op: "update",
-        kind: "projectSetting",
-        target: "ci_id_token_sub_claim_components",
-        detail: components.join(","),
-      });
-    } else if (r.status === "unsupported") {
-      notes.push(
-        `> **Action needed**: the policy issues credentials for \`${components.join(", ")}\` subjects, but this GitLab refused to set the project's ID-token subject (${r.reason}). Until it is set, pipelines' tokens will not match. An administrator can set \`ci_id_token_sub_claim_components\` with \`PUT /projects/${project.id}\`, or the platform team can switch the policy to \`project_path\` subjects.`,
-      );
-      log.warn({ project: project.id, reason: r.reason }, "sub claim components unsupported");
+    const step = await applySubClaimComponents(rt.gitlab, project.id, result.subClaimComponents);
+    changes.push(...step.changes);
+    if (step.actionNeeded) {
+      notes.push(step.actionNeeded);
+      log.warn({ project: project.id, reason: step.reason }, "sub claim components not set");
     }
   }
 
@@ -49,17 +50,30 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
   if (ciVariablesSet && result) {
     changes.push(...(await setCiVariables(rt.gitlab, project.id, result.environments, result.tenantId)));
   }
+  const render = { ciVariablesSet, variant: rt.policy.snippet.variant };
 
   if (data.issue && result) {
     const full = withRegisteredEnvironments(result, await rt.registry.get(project.id), rt.policy, rt.issuer);
-    const markdown = [...notes, renderOnboardingMarkdown(full, { ciVariablesSet })].join("\n\n");
-    changes.push(...(await upsertOnboardingIssue(rt.gitlab, project.id, markdown)));
+    const markdown = join([...notes, renderOnboardingMarkdown(full, render)], "\n\n");
+    // Created confidential when an internal command asked for it; an existing issue keeps its visibility.
+    changes.push(
+      ...(await upsertOnboardingIssue(
+        rt.gitlab,
+        project.id,
+        markdown,
+        internal ? { confidential: true } : {},
+      )),
+    );
   }
 
   if (data.reply) {
+    // Job data crossed Redis: re-check what can be checked on the text before posting it with our rights.
     const body =
-      data.reply.body ??
-      (result ? [...notes, renderOnboardingMarkdown(result, { ciVariablesSet })].join("\n\n") : "");
+      data.reply.body !== undefined
+        ? assertInert(data.reply.body)
+        : result
+          ? join([...notes, renderOnboardingMarkdown(result, render)], "\n\n")
+          : trusted("");
     changes.push(
       ...(await replyToCommand(rt.gitlab, {
         projectId: project.id,
@@ -67,6 +81,18 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
         noteId: data.reply.noteId,
         body,
         react: data.reply.react,
+        internal: data.reply.internal,
+      })),
+    );
+  }
+
+  if (data.mergeRequestReply) {
+    changes.push(
+      ...(await replyOnMergeRequest(rt.gitlab, {
+        projectId: project.id,
+        mergeRequestIid: data.mergeRequestReply.mergeRequestIid,
+        body: assertInert(data.mergeRequestReply.body),
+        internal: data.mergeRequestReply.internal,
       })),
     );
   }

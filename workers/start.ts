@@ -35,13 +35,13 @@ export interface StartWorkersOptions {
 }
 
 /** Wraps a processor so failures go through the one retry policy and durations reach the metrics. */
-function guarded(queue: Queue, fn: Processor): Processor {
+function guarded(queue: Queue, fn: Processor, throttleBaseMs?: number): Processor {
   return async (job: Job, token?: string) => {
     annotateJob(job.data);
     try {
       return await fn(job, token);
     } catch (err) {
-      return settleFailure(err, queue);
+      return settleFailure(err, queue, job, throttleBaseMs);
     }
   };
 }
@@ -83,24 +83,32 @@ export function startWorkers(opts: StartWorkersOptions): RunningWorkers {
       : {}),
   };
   const workers: Worker[] = [
-    new Worker(QUEUES.events, guarded(queues.events, createEventsProcessor(logger, intentHandler)), {
-      ...common,
-      concurrency: config.workerConcurrency,
-    }),
+    new Worker(
+      QUEUES.events,
+      guarded(queues.events, createEventsProcessor(logger, intentHandler), config.jobs?.backoffMs),
+      {
+        ...common,
+        concurrency: config.workerConcurrency,
+      },
+    ),
   ];
   if (runtime) {
     workers.push(
       new Worker(
         QUEUES.reports,
-        guarded(queues.reports, (job) =>
-          handleReport(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.reports })),
+        guarded(
+          queues.reports,
+          (job) => handleReport(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.reports })),
+          config.jobs?.backoffMs,
         ),
         { ...common, concurrency: config.workerConcurrency },
       ),
       new Worker(
         QUEUES.maintenance,
-        guarded(queues.maintenance, (job) =>
-          repairDrift(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.maintenance })),
+        guarded(
+          queues.maintenance,
+          (job) => repairDrift(runtime, job, logger.child({ jobId: job.id, queue: QUEUES.maintenance })),
+          config.jobs?.backoffMs,
         ),
         { ...common, concurrency: 1 },
       ),

@@ -94,6 +94,17 @@ export const policySchema = z
       .strict()
       .default({ environments: [], openIssue: true, setCiVariables: true }),
     environments: z.record(z.string().min(1), environmentPolicySchema),
+    /** The CI snippet the bot posts by default; `/entra snippet <variant>` shows another on demand. */
+    snippet: z
+      .object({
+        variant: z
+          .enum(["azure-cli", "terraform", "azure-sdk"], {
+            message: 'must be "azure-cli", "terraform" or "azure-sdk"',
+          })
+          .default("azure-cli"),
+      })
+      .strict()
+      .default({ variant: "azure-cli" }),
     /** Prefix of every display name and FIC name the bot creates; lets several installs share a tenant. */
     naming: z
       .object({

@@ -1,3 +1,14 @@
+import {
+  cell,
+  code,
+  fenced,
+  join,
+  md,
+  pasted,
+  plain,
+  type SafeMarkdown,
+  trusted,
+} from "../gitlab/markdown-inert.ts";
 import { type Diagnosis, type DiagnosisRow, type FieldCell, formatAge, type Verdict } from "./diagnose.ts";
 import { redactJwts } from "./input.ts";
 
@@ -62,6 +73,8 @@ function age(row: DiagnosisRow): string {
 
 function expiry(d: Diagnosis): string {
   if (d.token.exp === undefined) return "?";
+  // A pasted exp can be anything: Date throws past ±8.64e15 ms.
+  if (!(Math.abs(d.token.exp) < 8.64e12)) return String(d.token.exp);
   const at = new Date(d.token.exp * 1000).toISOString();
   const left = d.token.expiresInSeconds ?? 0;
   return left > 0 ? `${at} (in ${formatAge(left)})` : `${at} (expired ${formatAge(-left)} ago)`;
@@ -120,48 +133,56 @@ export function renderTerminal(d: Diagnosis, opts: { colour: boolean; sourceNote
 
 // ------------------------------------------------------------------------------------------------ markdown
 
-/** A markdown table cell holding a literal value (pipes escaped, backticks kept from closing the span). */
-function codeCell(value: string | undefined): string {
-  if (value === undefined) return "?";
-  const safe = value.replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
-  const fence = safe.includes("`") ? "``" : "`";
-  return `${fence}${safe}${fence}`;
+/** Every value shown in markdown: a pasted ID token never comes back, and the escaper makes the rest inert. */
+const valueCell = (value: string | undefined): SafeMarkdown =>
+  value === undefined ? trusted("?") : cell(redactJwts(value));
+const prose = (value: string): SafeMarkdown => plain(redactJwts(value));
+
+function mdCell(c: FieldCell): SafeMarkdown {
+  if (c.actual === undefined) return valueCell(c.expected);
+  if (!c.diff) return md`${valueCell(c.expected)} ✅`;
+  const note = KIND_NOTE[c.diff.kind];
+  return md`${valueCell(c.expected)} ❌ char ${c.diff.index + 1}${note ? md` (${trusted(note)})` : trusted("")}`;
 }
 
-function mdCell(cell: FieldCell): string {
-  if (cell.actual === undefined) return `${codeCell(cell.expected)}`;
-  if (!cell.diff) return `${codeCell(cell.expected)} ✅`;
-  const note = KIND_NOTE[cell.diff.kind];
-  return `${codeCell(cell.expected)} ❌ char ${cell.diff.index + 1}${note ? ` (${note})` : ""}`;
+const MD_SYMBOL: Record<Verdict["severity"], SafeMarkdown> = {
+  error: trusted("❌"),
+  warning: trusted("⚠️"),
+  info: trusted("✅"),
+};
+
+function mdAge(row: DiagnosisRow): SafeMarkdown {
+  return row.ageSeconds === undefined ? trusted("unknown") : md`${plain(formatAge(row.ageSeconds))} ago`;
 }
 
-const MD_SYMBOL: Record<Verdict["severity"], string> = { error: "❌", warning: "⚠️", info: "✅" };
-
-export function renderMarkdown(d: Diagnosis, opts: { preface?: string[]; sourceNote?: string } = {}): string {
-  const out: string[] = ["### `/entra doctor`", ""];
-  if (opts.preface?.length) out.push(...opts.preface, "");
-  if (opts.sourceNote) out.push(`_${opts.sourceNote}_`, "");
+export function renderMarkdown(
+  d: Diagnosis,
+  opts: { preface?: SafeMarkdown[]; sourceNote?: string } = {},
+): SafeMarkdown {
+  const out: SafeMarkdown[] = [trusted("### `/entra doctor`"), trusted("")];
+  if (opts.preface?.length) out.push(...opts.preface, trusted(""));
+  if (opts.sourceNote) out.push(md`_${plain(opts.sourceNote)}_`, trusted(""));
   if (d.aadsts) {
-    out.push(
-      `Entra said: ${codeCell(d.aadsts.message)}${d.aadsts.traceId ? ` (trace id \`${d.aadsts.traceId}\`)` : ""}`,
-      "",
-    );
+    out.push(trusted("Entra said:"), trusted(""), pasted(redactJwts(d.aadsts.message)));
+    if (d.aadsts.traceId) out.push(trusted(""), md`Trace id ${code(d.aadsts.traceId)}.`);
+    out.push(trusted(""));
   }
-  out.push("**Verdict**", "");
+  out.push(trusted("**Verdict**"), trusted(""));
   for (const v of d.verdicts) {
-    out.push(`- ${MD_SYMBOL[v.severity]} **${v.message}**${v.fix !== "-" ? `<br>Fix: ${v.fix}` : ""}`);
+    out.push(md`- ${MD_SYMBOL[v.severity]} ${prose(v.message)}`);
+    if (v.fix !== "-") out.push(md`  - Fix: ${prose(v.fix)}`);
   }
   out.push(
-    "",
-    "**Token vs credentials**",
-    "",
-    "| | Issuer | Subject | Audience | Expiry / changed |",
-    "|---|---|---|---|---|",
-    `| ID token | ${codeCell(d.token.iss)} | ${codeCell(d.token.sub)} | ${codeCell(d.token.aud?.join(" "))} | ${expiry(d)} |`,
+    trusted(""),
+    trusted("**Token vs credentials**"),
+    trusted(""),
+    trusted("| | Issuer | Subject | Audience | Expiry / changed |"),
+    trusted("|---|---|---|---|---|"),
+    md`| ID token | ${valueCell(d.token.iss)} | ${valueCell(d.token.sub)} | ${valueCell(d.token.aud?.join(" "))} | ${plain(expiry(d))} |`,
   );
   for (const r of d.rows) {
     out.push(
-      `| ${codeCell(r.fic.environment ?? "?")} ${codeCell(r.fic.name)}${r.nearest ? " (nearest)" : ""} | ${mdCell(r.issuer)} | ${mdCell(r.subject)} | ${mdCell(r.audience)} | ${age(r)} |`,
+      md`| ${valueCell(r.fic.environment ?? "?")} ${valueCell(r.fic.name)}${r.nearest ? trusted(" (nearest)") : trusted("")} | ${mdCell(r.issuer)} | ${mdCell(r.subject)} | ${mdCell(r.audience)} | ${mdAge(r)} |`,
     );
   }
   const nearest = d.rows.find((r) => r.nearest);
@@ -171,7 +192,12 @@ export function renderMarkdown(d: Diagnosis, opts: { preface?: string[]; sourceN
       return l.length ? [`${FIELD_LABEL[f]}:`, ...l.map((x) => `  ${x}`)] : [];
     });
     if (lines.length)
-      out.push("", `Exact differences from \`${nearest.fic.name}\`:`, "", "```text", ...lines, "```");
+      out.push(
+        trusted(""),
+        md`Exact differences from ${code(nearest.fic.name)}:`,
+        trusted(""),
+        fenced(redactJwts(lines.join("\n")), "text"),
+      );
   }
-  return redactJwts(out.join("\n"));
+  return join(out);
 }

@@ -4,7 +4,7 @@ import {
   describeGitLabMessage,
   GitLabError,
   hintFor,
-  parseRetryAfter,
+  rateLimitDelayMs,
   redact,
 } from "./errors.ts";
 
@@ -141,7 +141,7 @@ export function createSingleShotRequesterFn(settings: RequesterSettings): Reques
           code,
           status: response.status,
           operation,
-          retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+          retryAfterMs: rateLimitDelayMs(response.headers),
           gitlabMessage: raw,
           message: redact(
             `GitLab ${operation} answered ${response.status}${described ? `: ${described}` : ""}${hint ? ` (${hint})` : ""}`,

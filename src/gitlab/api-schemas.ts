@@ -43,6 +43,9 @@ export const noteSchema = z.object({
   body: z.string(),
   author: z.object({ id: z.number().int(), username: z.string().optional() }),
   system: z.boolean().default(false),
+  /** Internal notes (GitLab 15.0+; `confidential` before). Absent = public. */
+  internal: z.boolean().nullish(),
+  confidential: z.boolean().nullish(),
 });
 
 export const awardEmojiSchema = z.object({

@@ -58,6 +58,8 @@ export interface GitLabNote {
   body: string;
   authorId: number;
   system: boolean;
+  /** Internal (only members with Reporter+ see it). */
+  internal: boolean;
 }
 
 export interface GitLabVariable {
@@ -126,6 +128,13 @@ export interface GitLabApi {
     opts?: { internal?: boolean },
   ): Promise<GitLabNote>;
   editIssueNote(projectId: ProjectId, issueIid: number, noteId: number, body: string): Promise<GitLabNote>;
+  listMergeRequestNotes(projectId: ProjectId, mergeRequestIid: number): Promise<GitLabNote[]>;
+  createMergeRequestNote(
+    projectId: ProjectId,
+    mergeRequestIid: number,
+    body: string,
+    opts?: { internal?: boolean },
+  ): Promise<GitLabNote>;
   /** "already" when this user had already awarded that emoji (GitLab refuses duplicates). */
   awardEmojiOnNote(
     projectId: ProjectId,
@@ -180,7 +189,13 @@ function toIssue(raw: unknown): GitLabIssue {
 
 function toNote(raw: unknown): GitLabNote {
   const n = parse(noteSchema, raw, "note");
-  return { id: n.id, body: n.body, authorId: n.author.id, system: n.system };
+  return {
+    id: n.id,
+    body: n.body,
+    authorId: n.author.id,
+    system: n.system,
+    internal: n.internal ?? n.confidential ?? false,
+  };
 }
 
 function toVariable(raw: unknown): GitLabVariable {
@@ -287,7 +302,13 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
           ciIdTokenSubClaimComponents: wanted,
         } as Parameters<typeof gl.Projects.edit>[1]);
       } catch (err) {
-        if (isGitLabError(err) && err.status === 400 && /sub.?claim/i.test(messageText(err))) {
+        // 400 naming the sub claim: GitLab refuses these components; 400 "… at least one parameter must be
+        // provided": GitLab before 17.10 does not know the setting (Grape at_least_one_of, reference §8b).
+        if (
+          isGitLabError(err) &&
+          err.status === 400 &&
+          /sub.?claim|at least one parameter must be provided/i.test(messageText(err))
+        ) {
           return {
             status: "unsupported",
             reason: `GitLab refused the sub-claim components: ${messageText(err)}`,
@@ -372,6 +393,25 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
 
     async editIssueNote(projectId, issueIid, noteId, body) {
       return toNote(await gl.IssueNotes.edit(projectId, issueIid, noteId, { body }));
+    },
+
+    async listMergeRequestNotes(projectId, mergeRequestIid) {
+      const raw: unknown = await gl.MergeRequestNotes.all(projectId, mergeRequestIid, {
+        ...LIST_LIMIT,
+        sort: "asc",
+        orderBy: "created_at",
+      });
+      return asArray(raw, "note list").map(toNote);
+    },
+
+    async createMergeRequestNote(projectId, mergeRequestIid, body, opts) {
+      const raw: unknown = await gl.MergeRequestNotes.create(
+        projectId,
+        mergeRequestIid,
+        body,
+        opts?.internal ? { internal: true } : {},
+      );
+      return toNote(raw);
     },
 
     async awardEmojiOnNote(projectId, issueIid, noteId, name) {

@@ -1,11 +1,12 @@
 import type { Policy } from "../config/policy.ts";
+import { cell, code, join, md, plain, type SafeMarkdown, trusted } from "./markdown-inert.ts";
 
 /**
  * `/entra ...` slash commands in issue comments. GitLab runs its own quick actions server-side, one per
  * line; `/entra` is not one of them, so the bot owns exactly the lines that start with it.
  */
 
-export const COMMAND_WORDS = ["onboard", "plan", "status", "offboard", "help", "doctor"] as const;
+export const COMMAND_WORDS = ["onboard", "plan", "status", "offboard", "help", "doctor", "snippet"] as const;
 export type CommandWord = (typeof COMMAND_WORDS)[number];
 
 export type ParsedCommand =
@@ -14,6 +15,8 @@ export type ParsedCommand =
   | { kind: "help" }
   /** `rest`: everything after the word, raw (claims pasted from a failed pipeline span several lines). */
   | { kind: "doctor"; rest: string }
+  /** `args`: the words after `snippet` on its line (variant and environments; see snippet-command.ts). */
+  | { kind: "snippet"; args: string[] }
   | { kind: "unknown"; word: string; suggestion?: CommandWord };
 
 const PREFIX = /^\s*\/entra(?=\s|$)/i;
@@ -62,6 +65,8 @@ export function parseCommand(note: string): ParsedCommand | null {
       return { kind: "help" };
     case "doctor":
       return { kind: "doctor", rest: rest.replace(/^[ \t]+/, "") };
+    case "snippet":
+      return { kind: "snippet", args: environmentArgs(rest.split("\n")[0] ?? "") };
     default: {
       const suggestion = suggest(word);
       return suggestion ? { kind: "unknown", word, suggestion } : { kind: "unknown", word };
@@ -121,36 +126,47 @@ export function roleLabel(name: string): string {
 }
 
 /** Markdown answer to `/entra help`, built from the policy so it always tells the truth about this install. */
-export function helpText(policy: Policy): string {
+export function helpText(policy: Policy): SafeMarkdown {
   const envRows = Object.entries(policy.environments).map(([name, rule]) => {
-    const refs = rule.refs.map((r) => `\`${r}\``).join(", ");
-    return `| \`${name}\` | ${refs} | ${roleLabel(rule.minAccessLevel)} | ${rule.onFirstDeployment ? "yes" : "no"} |`;
+    const refs = join(rule.refs.map(cell), ", ");
+    return md`| ${cell(name)} | ${refs} | ${plain(roleLabel(rule.minAccessLevel))} | ${rule.onFirstDeployment ? trusted("yes") : trusted("no")} |`;
   });
   const defaults = policy.onProjectCreate.environments;
-  return [
-    "### `/entra` commands",
-    "",
-    "Write the command on its own line in a comment on any issue of this project.",
-    "",
-    "| Command | What it does |",
-    "|---|---|",
-    "| `/entra onboard [env ...]` | Creates or repairs the Azure identity of each environment and posts the CI snippet |",
-    "| `/entra plan [env ...]` | Shows what `onboard` would change, without changing anything |",
-    "| `/entra status` | Shows the identities and federated credentials this project has |",
-    "| `/entra offboard [env ...]` | Removes the identities (pipelines of those environments can no longer log in) |",
-    "| `/entra doctor <claims>` | Explains a failed `az login`: paste the decoded iss/sub/aud the CI snippet prints |",
-    "| `/entra help` | This message |",
-    "",
+  return join([
+    trusted("### `/entra` commands"),
+    trusted(""),
+    trusted("Write the command on its own line in a comment on any issue of this project."),
+    trusted(""),
+    trusted("| Command | What it does |"),
+    trusted("|---|---|"),
+    trusted(
+      "| `/entra onboard [env ...]` | Creates or repairs the Azure identity of each environment and posts the CI snippet |",
+    ),
+    trusted("| `/entra plan [env ...]` | Shows what `onboard` would change, without changing anything |"),
+    trusted("| `/entra status` | Shows the identities and federated credentials this project has |"),
+    trusted(
+      "| `/entra offboard [env ...]` | Removes the identities (pipelines of those environments can no longer log in) |",
+    ),
+    trusted(
+      "| `/entra snippet <azure-cli\\|terraform\\|azure-sdk> [env ...]` | Shows the CI snippet for the Azure CLI, Terraform (azurerm) or the Azure SDK |",
+    ),
+    trusted(
+      "| `/entra doctor <claims>` | Explains a failed `az login`: paste the decoded iss/sub/aud the CI snippet prints |",
+    ),
+    trusted("| `/entra help` | This message |"),
+    trusted(""),
     defaults.length
-      ? `Without environment names, \`onboard\` and \`plan\` use: ${defaults.map((e) => `\`${e}\``).join(", ")}.`
-      : "Name the environments to onboard, e.g. `/entra onboard staging`.",
-    "",
-    "#### Environments the policy allows",
-    "",
-    "| Environment | Refs that may log in | Minimum role to run commands | Onboarded on first deployment |",
-    "|---|---|---|---|",
+      ? md`Without environment names, \`onboard\` and \`plan\` use: ${join(defaults.map(code), ", ")}.`
+      : trusted("Name the environments to onboard, e.g. `/entra onboard staging`."),
+    trusted(""),
+    trusted("#### Environments the policy allows"),
+    trusted(""),
+    trusted(
+      "| Environment | Refs that may log in | Minimum role to run commands | Onboarded on first deployment |",
+    ),
+    trusted("|---|---|---|---|"),
     ...envRows,
-    "",
-    `Token subject: \`${policy.gitlab.subClaimComponents.join(", ")}\`; audience: \`${policy.gitlab.audience}\`.`,
-  ].join("\n");
+    trusted(""),
+    md`Token subject: ${code(policy.gitlab.subClaimComponents.join(", "))}; audience: ${code(policy.gitlab.audience)}.`,
+  ]);
 }

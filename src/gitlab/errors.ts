@@ -92,6 +92,34 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   return Math.max(0, at - now);
 }
 
+/**
+ * How long GitLab asks the client to wait, from a response's headers:
+ * 1. `Retry-After` (RFC 9110), which Rack::Attack throttles send;
+ * 2. else `RateLimit-ResetTime` (an HTTP date) or `RateLimit-Reset`, which GitLab's docs call a Unix time but
+ *    older GitLab and GitLab.com's HAProxy sent as seconds to wait (gitlab-org/gitlab!50833): a value above
+ *    10^9 is read as a Unix time, a smaller one as seconds;
+ * 3. else undefined: GitLab's application rate limits (ApplicationRateLimiter: note and issue creation, …)
+ *    answer 429 through `render_api_error!` without any of these, and the caller backs off exponentially.
+ */
+export function rateLimitDelayMs(
+  headers: { get(name: string): string | null },
+  now = Date.now(),
+): number | undefined {
+  const retryAfter = parseRetryAfter(headers.get("retry-after"), now);
+  if (retryAfter !== undefined) return retryAfter;
+  const resetTime = headers.get("ratelimit-resettime");
+  if (resetTime) {
+    const at = Date.parse(resetTime);
+    if (!Number.isNaN(at)) return Math.max(0, at - now);
+  }
+  const reset = headers.get("ratelimit-reset")?.trim();
+  if (reset && /^\d+$/.test(reset)) {
+    const n = Number(reset);
+    return n > 1e9 ? Math.max(0, n * 1000 - now) : n * 1000;
+  }
+  return undefined;
+}
+
 /** GitLab puts either a string or a {field: [messages]} object under `message` (or `error`). */
 export function describeGitLabMessage(message: unknown): string {
   if (message == null) return "";

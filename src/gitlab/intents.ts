@@ -74,6 +74,15 @@ export const intentSchema = z.discriminatedUnion("type", [
     confidential: z.boolean(),
   }),
   z.object({
+    /** An `/entra` command written in a merge-request comment: answered with a pointer, never run. */
+    type: z.literal("mergeRequest.comment"),
+    project: projectRefSchema,
+    mergeRequestIid: z.number().int().positive(),
+    noteId: z.number().int().positive(),
+    author: actorSchema,
+    confidential: z.boolean(),
+  }),
+  z.object({
     type: z.literal("environment.seen"),
     project: projectRefSchema,
     /** Distinct environments named by the event (a pipeline can name several). */

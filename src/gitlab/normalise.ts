@@ -14,6 +14,7 @@ import {
   systemUserRenameEvent,
 } from "./events.ts";
 import type { Actor, Intent, ProjectRef } from "./intents.ts";
+import { mergeRequestCommand } from "./merge-request-command.ts";
 
 /** Marker the bot puts in every note it writes; a note carrying it is never treated as a command. */
 export const BOT_MARKER = "<!-- gitlab-entra-bot";
@@ -160,6 +161,12 @@ function noteHook(body: Record<string, unknown>, policy: Policy, confidentialHoo
   const r = noteEvent.safeParse(body);
   if (!r.success) return invalid(confidentialHook ? "Confidential Note Hook" : "Note Hook", r.error);
   const { object_attributes: note, issue, user } = r.data;
+  if (note.noteable_type === "MergeRequest") {
+    const mr = mergeRequestCommand(body, policy, confidentialHook, BOT_MARKER);
+    return "intent" in mr
+      ? { kind: "intent", intent: mr.intent, actor: mr.intent.author }
+      : ignored(mr.ignored);
+  }
   if (note.noteable_type !== "Issue" || !issue)
     return ignored(`comments on ${note.noteable_type} are not commands`);
   if (note.system === true) return ignored("system notes are not commands");

@@ -2,6 +2,7 @@ import { environmentRule, type Policy } from "../config/policy.ts";
 import { ACCESS_LEVELS, type AccessLevelName } from "../config/policy-schema.ts";
 import type { GitLabApi } from "../gitlab/api.ts";
 import { roleLabel } from "../gitlab/commands.ts";
+import { code, join, md, plain, type SafeMarkdown, trusted } from "../gitlab/markdown-inert.ts";
 
 /**
  * Who may run a slash command: a public project lets any signed-in user comment, so the commenter's
@@ -9,7 +10,7 @@ import { roleLabel } from "../gitlab/commands.ts";
  * `minAccessLevel`. This runs before any Entra call; a refusal changes nothing.
  */
 
-export type AuthorizeResult = { ok: true; accessLevel: number } | { ok: false; message: string };
+export type AuthorizeResult = { ok: true; accessLevel: number } | { ok: false; message: SafeMarkdown };
 
 /** Role required when a command names no environment (status, help): reading the project's setup. */
 export const MIN_LEVEL_WITHOUT_ENVIRONMENTS: AccessLevelName = "reporter";
@@ -51,12 +52,10 @@ export async function authorizeCommand(
   const unknown = environments.filter((env) => !environmentRule(policy, env));
   // Removing an identity whose rule was deleted must stay possible, but not for less than it took to create.
   if (unknown.length > 0 && !opts.removal) {
-    const allowed = Object.keys(policy.environments)
-      .map((k) => `\`${k}\``)
-      .join(", ");
+    const allowed = join(Object.keys(policy.environments).map(code), ", ");
     return {
       ok: false,
-      message: `The platform policy has no rule for ${unknown.map((e) => `\`${e}\``).join(", ")}, so the bot cannot set up Azure access for ${unknown.length === 1 ? "it" : "them"}. Environments the policy allows: ${allowed}. Ask your platform team to add a rule if you need one.`,
+      message: md`The platform policy has no rule for ${join(unknown.map(code), ", ")}, so the bot cannot set up Azure access for ${unknown.length === 1 ? trusted("it") : trusted("them")}. Environments the policy allows: ${allowed}. Ask your platform team to add a rule if you need one.`,
     };
   }
 
@@ -76,13 +75,13 @@ export async function authorizeCommand(
   if (level === null) {
     return {
       ok: false,
-      message: `Sorry, only members of this project can use \`/entra\` commands here${required.env ? ` for \`${required.env}\`` : ""}: the ${roleLabel(required.name)} role or higher is required.`,
+      message: md`Sorry, only members of this project can use \`/entra\` commands here${required.env ? md` for ${code(required.env)}` : trusted("")}: the ${plain(roleLabel(required.name))} role or higher is required.`,
     };
   }
   if (level < needed) {
     return {
       ok: false,
-      message: `Sorry, this needs the ${roleLabel(required.name)} role or higher in this project${required.env ? ` (policy for \`${required.env}\`)` : ""}; your role is ${accessLevelName(level)}. A project Maintainer can run the command instead.`,
+      message: md`Sorry, this needs the ${plain(roleLabel(required.name))} role or higher in this project${required.env ? md` (policy for ${code(required.env)})` : trusted("")}; your role is ${plain(accessLevelName(level))}. A project Maintainer can run the command instead.`,
     };
   }
   return { ok: true, accessLevel: level };

@@ -1,4 +1,5 @@
 import type { GitLabApi, GitLabIssue, ProjectId } from "../gitlab/api.ts";
+import type { SafeMarkdown } from "../gitlab/markdown-inert.ts";
 import type { Change, EnvironmentOutcome } from "./types.ts";
 
 /**
@@ -9,9 +10,12 @@ import type { Change, EnvironmentOutcome } from "./types.ts";
 
 export const ONBOARDING_MARKER = "<!-- gitlab-entra-bot:onboarding -->";
 export const STATUS_MARKER = "<!-- gitlab-entra-bot:status -->";
+/** The status note answering internal commands: a separate note, itself internal (GitLab cannot flip a note). */
+export const INTERNAL_STATUS_MARKER = "<!-- gitlab-entra-bot:status:internal -->";
+export const MR_REPLY_MARKER = "<!-- gitlab-entra-bot:mr-reply -->";
 export const ONBOARDING_ISSUE_TITLE = "Azure access for CI/CD (Entra workload identity federation)";
 
-function withMarker(markdown: string, marker: string): string {
+function withMarker(markdown: SafeMarkdown, marker: string): string {
   return `${markdown.trimEnd()}\n\n${marker}\n`;
 }
 
@@ -44,8 +48,9 @@ export async function findOnboardingIssue(
 export async function upsertOnboardingIssue(
   gitlab: GitLabApi,
   projectId: ProjectId,
-  markdown: string,
-  opts: { title?: string } = {},
+  markdown: SafeMarkdown,
+  /** confidential: a new issue is created confidential (the command that asked for it was internal). */
+  opts: { title?: string; confidential?: boolean } = {},
 ): Promise<Change[]> {
   const description = withMarker(markdown, ONBOARDING_MARKER);
   const existing = await findOnboardingIssue(gitlab, projectId);
@@ -65,6 +70,7 @@ export async function upsertOnboardingIssue(
   const created = await gitlab.createIssue(projectId, {
     title: opts.title ?? ONBOARDING_ISSUE_TITLE,
     description,
+    ...(opts.confidential ? { confidential: true } : {}),
   });
   return [
     {
@@ -82,24 +88,44 @@ export interface ReplyInput {
   issueIid: number;
   /** The command's note, which gets the reaction. */
   noteId: number;
-  body: string;
+  body: SafeMarkdown;
+  /** Answer with an internal note, kept apart from the public status note. */
+  internal?: boolean;
   /** Emoji on the command note once the command is accepted; false for none. Default "thumbsup". */
   react?: "thumbsup" | "eyes" | false;
 }
 
-/** One status note per issue, edited in place on re-runs; optionally reacts on the command note. */
+/**
+ * One status note per issue and visibility, edited in place on re-runs; optionally reacts on the command note.
+ * Internal commands are answered in an internal note of their own: editing the public status note would
+ * publish internal detail, and GitLab cannot turn a note internal afterwards.
+ */
 export async function replyToCommand(gitlab: GitLabApi, input: ReplyInput): Promise<Change[]> {
   const me = await gitlab.currentUser();
-  const body = withMarker(input.body, STATUS_MARKER);
+  const internal = input.internal === true;
+  const marker = internal ? INTERNAL_STATUS_MARKER : STATUS_MARKER;
+  const body = withMarker(input.body, marker);
   const changes: Change[] = [];
   const notes = await gitlab.listIssueNotes(input.projectId, input.issueIid);
-  const mine = notes.find((n) => n.authorId === me.id && !n.system && n.body.includes(STATUS_MARKER));
+  const mine = notes.find(
+    (n) =>
+      n.authorId === me.id &&
+      !n.system &&
+      n.body.includes(marker) &&
+      // A note's visibility is what GitLab says, not what its text says.
+      (n.internal === true) === internal,
+  );
   if (!mine) {
-    const note = await gitlab.createIssueNote(input.projectId, input.issueIid, body);
+    const note = await gitlab.createIssueNote(
+      input.projectId,
+      input.issueIid,
+      body,
+      internal ? { internal: true } : {},
+    );
     changes.push({
       op: "create",
       kind: "note",
-      target: `note on issue #${input.issueIid}`,
+      target: `${internal ? "internal " : ""}note on issue #${input.issueIid}`,
       objectId: String(note.id),
     });
   } else if (mine.body !== body) {
@@ -176,4 +202,37 @@ export async function setCiVariables(
     }
   }
   return changes;
+}
+
+/**
+ * The answer to a command in a merge-request comment: commands run in issues only (the onboarding issue holds
+ * the project's snippet), so the bot says where to go and does nothing else. One note per command note.
+ */
+export async function replyOnMergeRequest(
+  gitlab: GitLabApi,
+  input: { projectId: ProjectId; mergeRequestIid: number; body: SafeMarkdown; internal?: boolean },
+): Promise<Change[]> {
+  const body = withMarker(input.body, MR_REPLY_MARKER);
+  const me = await gitlab.currentUser();
+  const existing = await gitlab.listMergeRequestNotes(input.projectId, input.mergeRequestIid);
+  if (
+    existing.some(
+      (n) => n.authorId === me.id && n.body === body && (n.internal === true) === !!input.internal,
+    )
+  )
+    return [];
+  const note = await gitlab.createMergeRequestNote(
+    input.projectId,
+    input.mergeRequestIid,
+    body,
+    input.internal ? { internal: true } : {},
+  );
+  return [
+    {
+      op: "create",
+      kind: "note",
+      target: `${input.internal ? "internal " : ""}note on merge request !${input.mergeRequestIid}`,
+      objectId: String(note.id),
+    },
+  ];
 }

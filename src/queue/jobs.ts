@@ -42,6 +42,20 @@ export const reportJobSchema = z.object({
       noteId: z.number().int().positive(),
       body: z.string().optional(),
       react: z.union([z.literal("thumbsup"), z.literal("eyes"), z.literal(false)]).default("thumbsup"),
+      /**
+       * Answer with an internal note: the command came from an internal note or a confidential issue. The
+       * events worker decides it (from GitLab); the reporter only obeys, and keeps one status note per
+       * visibility so that an internal answer never lands in, or turns into, a public note.
+       */
+      internal: z.boolean().default(false),
+    })
+    .optional(),
+  /** A short answer to a command written in a merge-request comment (commands are not run there). */
+  mergeRequestReply: z
+    .object({
+      mergeRequestIid: z.number().int().positive(),
+      body: z.string(),
+      internal: z.boolean().default(false),
     })
     .optional(),
 });

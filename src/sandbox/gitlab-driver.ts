@@ -18,11 +18,20 @@ export interface GitLabDriver {
     path: string,
     opts?: { members?: Record<number, number>; id?: number },
   ): Promise<{ project: SimProject; delivery: Delivery }>;
+  /** `internal`: an internal note (delivered, like any note on a confidential issue, as Confidential Note Hook). */
   comment(
     projectId: number,
     issueIid: number,
     userId: number,
     text: string,
+    opts?: { internal?: boolean },
+  ): Promise<{ noteId: number; delivery: Delivery }>;
+  commentOnMergeRequest(
+    projectId: number,
+    mrIid: number,
+    userId: number,
+    text: string,
+    opts?: { internal?: boolean },
   ): Promise<{ noteId: number; delivery: Delivery }>;
   renameProject(projectId: number, newPath: string): Promise<Delivery>;
   transferProject(projectId: number, newPath: string): Promise<Delivery>;
@@ -122,14 +131,45 @@ export function createGitLabDriver(opts: {
       const delivery = await send("System Hook", { event_name: "project_create", ...systemFields(p) });
       return { project: p, delivery };
     },
-    async comment(projectId, issueIid, userId, text) {
+    async commentOnMergeRequest(projectId, mrIid, userId, text, o = {}) {
+      const p = project(projectId);
+      const mr = p.mergeRequests.find((m) => m.iid === mrIid);
+      if (!mr) throw new Error(`no merge request !${mrIid} in project ${projectId}`);
+      const note = gitlab.addUserMergeRequestNote(projectId, mrIid, userId, text, o);
+      // webhook_events.md "Comment on a merge request": noteable_type MergeRequest and a merge_request object.
+      const delivery = await send(o.internal ? "Confidential Note Hook" : "Note Hook", {
+        object_kind: "note",
+        event_type: o.internal ? "confidential_note" : "note",
+        user: userObject(user(userId)),
+        project_id: p.id,
+        project: projectObject(p),
+        object_attributes: {
+          id: note.id,
+          note: text,
+          noteable_type: "MergeRequest",
+          author_id: userId,
+          created_at: note.createdAt,
+          updated_at: note.updatedAt,
+          project_id: p.id,
+          noteable_id: mr.id,
+          system: false,
+          internal: note.internal,
+          action: "create",
+          url: `${gitlab.url}/${p.path}/-/merge_requests/${mr.iid}#note_${note.id}`,
+        },
+        merge_request: { id: mr.id, iid: mr.iid, title: mr.title, state: "opened" },
+      });
+      return { noteId: note.id, delivery };
+    },
+    async comment(projectId, issueIid, userId, text, o = {}) {
       const p = project(projectId);
       const issue = p.issues.find((i) => i.iid === issueIid);
       if (!issue) throw new Error(`no issue #${issueIid} in project ${projectId}`);
-      const note = gitlab.addUserNote(projectId, issueIid, userId, text);
-      const delivery = await send(issue.confidential ? "Confidential Note Hook" : "Note Hook", {
+      const note = gitlab.addUserNote(projectId, issueIid, userId, text, o);
+      const confidential = issue.confidential || note.internal;
+      const delivery = await send(confidential ? "Confidential Note Hook" : "Note Hook", {
         object_kind: "note",
-        event_type: issue.confidential ? "confidential_note" : "note",
+        event_type: confidential ? "confidential_note" : "note",
         user: userObject(user(userId)),
         project_id: p.id,
         project: projectObject(p),
@@ -143,6 +183,7 @@ export function createGitLabDriver(opts: {
           project_id: p.id,
           noteable_id: issue.id,
           system: false,
+          internal: note.internal,
           action: "create",
           url: `${gitlab.url}/${p.path}/-/issues/${issue.iid}#note_${note.id}`,
         },

@@ -14,6 +14,7 @@ import {
   type NewProjectInput,
   now,
   type SimEnvironment,
+  type SimMergeRequest,
   type SimNote,
   type SimProject,
   type SimState,
@@ -25,6 +26,7 @@ import {
 export type {
   SimEnvironment,
   SimIssue,
+  SimMergeRequest,
   SimNote,
   SimProject,
   SimState,
@@ -63,13 +65,34 @@ export interface FailNextOptions {
   method?: string;
 }
 
+/**
+ * GitLab's application rate limits (Gitlab::ApplicationRateLimiter: note creation, issue creation, …) answer
+ * 429 through `render_api_error!` with a JSON body and NO Retry-After or RateLimit-* header
+ * (lib/api/helpers/rate_limiter.rb). `max` requests per window (anchored at the first request of a window)
+ * to matching paths, then 429 until the window ends.
+ */
+export interface ApplicationLimit {
+  max: number;
+  windowMs: number;
+  pathIncludes?: string;
+  method?: string;
+}
+
 export interface GitLabSimFaults {
   /** Every API request answers 503. */
   down: boolean;
   /** Added before every API response. */
   latencyMs: number;
-  /** Requests per rolling minute before 429 with Retry-After; undefined = unlimited. */
+  /** Requests per rolling window (default a minute) before a Rack::Attack 429; undefined = unlimited. */
   rateLimitPerMinute: number | undefined;
+  /** Window of the Rack::Attack throttle above (GitLab: a period setting, a minute by default). */
+  rateLimitWindowMs: number;
+  /**
+   * Headers of the Rack::Attack 429: "all" = Retry-After and RateLimit-* (gitlab-org/gitlab!50833);
+   * "ratelimit-only" = RateLimit-* without Retry-After (as GitLab sent before gitlab-org/gitlab#287602).
+   */
+  rateLimitHeaders: "all" | "ratelimit-only";
+  applicationLimit: ApplicationLimit | undefined;
   /** The next `count` matching API requests answer `status` (with Retry-After when given). */
   failNext(count: number, status: number, opts?: FailNextOptions): void;
   /** Clears everything above. */
@@ -116,8 +139,22 @@ export interface GitLabSimulator {
   removeMember(projectId: number, userId: number): void;
   addEnvironment(projectId: number, env: string | { name: string; tier?: string }): SimEnvironment;
   renameProject(id: number, newPath: string): SimProject;
-  /** A human's comment on an issue (what a Note Hook would then report). */
-  addUserNote(projectId: number, issueIid: number, userId: number, body: string): SimNote;
+  /** A human's comment on an issue (what a Note Hook would then report); `internal` for an internal note. */
+  addUserNote(
+    projectId: number,
+    issueIid: number,
+    userId: number,
+    body: string,
+    opts?: { internal?: boolean },
+  ): SimNote;
+  addMergeRequest(projectId: number, title: string, authorId: number): SimMergeRequest;
+  addUserMergeRequestNote(
+    projectId: number,
+    mrIid: number,
+    userId: number,
+    body: string,
+    opts?: { internal?: boolean },
+  ): SimNote;
   project(id: number): SimProject | undefined;
   /** A CI ID token for a job of this project, `sub` built from the project's current sub-claim setting. */
   mintIdToken(opts: MintForProject): Promise<string>;
@@ -142,6 +179,17 @@ const faultsSchema = z.object({
   down: z.boolean().optional(),
   latencyMs: z.number().int().min(0).max(60_000).optional(),
   rateLimitPerMinute: z.number().int().positive().nullable().optional(),
+  rateLimitWindowMs: z.number().int().positive().optional(),
+  rateLimitHeaders: z.enum(["all", "ratelimit-only"]).optional(),
+  applicationLimit: z
+    .object({
+      max: z.number().int().min(0),
+      windowMs: z.number().int().positive(),
+      pathIncludes: z.string().optional(),
+      method: z.string().optional(),
+    })
+    .nullable()
+    .optional(),
   failNext: z
     .object({
       count: z.number().int().positive(),
@@ -180,10 +228,14 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
   let pending: Pending[] = [];
   let windowStart = Date.now();
   let windowCount = 0;
+  let appWindow: { start: number; count: number } | undefined;
   const faults: GitLabSimFaults = {
     down: false,
     latencyMs: 0,
     rateLimitPerMinute: undefined,
+    rateLimitWindowMs: 60_000,
+    rateLimitHeaders: "all",
+    applicationLimit: undefined,
     failNext(count, status, opts = {}) {
       pending.push({ remaining: count, status, ...opts });
     },
@@ -191,6 +243,10 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       this.down = false;
       this.latencyMs = 0;
       this.rateLimitPerMinute = undefined;
+      this.rateLimitWindowMs = 60_000;
+      this.rateLimitHeaders = "all";
+      this.applicationLimit = undefined;
+      appWindow = undefined;
       pending = [];
     },
   };
@@ -242,7 +298,48 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       p.path = newPath;
       return p;
     },
-    addUserNote(projectId: number, issueIid: number, userId: number, body: string): SimNote {
+    addMergeRequest(projectId: number, title: string, authorId: number): SimMergeRequest {
+      const p = mustProject(projectId);
+      const mr: SimMergeRequest = {
+        id: ++state.seq.issue,
+        iid: Math.max(0, ...p.mergeRequests.map((m) => m.iid)) + 1,
+        title,
+        authorId,
+        notes: [],
+      };
+      p.mergeRequests.push(mr);
+      return mr;
+    },
+    addUserMergeRequestNote(
+      projectId: number,
+      mrIid: number,
+      userId: number,
+      body: string,
+      opts: { internal?: boolean } = {},
+    ): SimNote {
+      const mr = mustProject(projectId).mergeRequests.find((m) => m.iid === mrIid);
+      if (!mr) throw new Error(`no merge request !${mrIid} in project ${projectId}`);
+      const created = now();
+      const note: SimNote = {
+        id: ++state.seq.note,
+        body,
+        authorId: userId,
+        system: false,
+        internal: opts.internal ?? false,
+        createdAt: created,
+        updatedAt: created,
+        awards: [],
+      };
+      mr.notes.push(note);
+      return note;
+    },
+    addUserNote(
+      projectId: number,
+      issueIid: number,
+      userId: number,
+      body: string,
+      opts: { internal?: boolean } = {},
+    ): SimNote {
       const issue = mustProject(projectId).issues.find((i) => i.iid === issueIid);
       if (!issue) throw new Error(`no issue ${issueIid} in project ${projectId}`);
       const created = now();
@@ -251,7 +348,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
         body,
         authorId: userId,
         system: false,
-        internal: false,
+        internal: opts.internal ?? false,
         createdAt: created,
         updatedAt: created,
         awards: [],
@@ -316,19 +413,43 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     }
     if (faults.rateLimitPerMinute !== undefined) {
       const t = Date.now();
-      if (t - windowStart >= 60_000) {
+      const windowMs = faults.rateLimitWindowMs;
+      if (t - windowStart >= windowMs) {
         windowStart = t;
         windowCount = 0;
       }
       windowCount += 1;
       if (windowCount > faults.rateLimitPerMinute) {
-        // Rack::Attack answers GitLab's throttles with plain text and these headers.
-        const reset = Math.max(1, Math.ceil((windowStart + 60_000 - t) / 1000));
-        c.header("retry-after", String(reset));
+        // Rack::Attack answers GitLab's throttles with plain text and these headers
+        // (lib/gitlab/rack_attack.rb, gitlab-org/gitlab!50833): RateLimit-Reset is the Unix time of the reset.
+        const resetAt = windowStart + windowMs;
+        const reset = Math.max(1, Math.ceil((resetAt - t) / 1000));
+        if (faults.rateLimitHeaders === "all") c.header("retry-after", String(reset));
+        c.header("ratelimit-name", "throttle_authenticated_api");
         c.header("ratelimit-limit", String(faults.rateLimitPerMinute));
+        c.header("ratelimit-observed", String(windowCount));
         c.header("ratelimit-remaining", "0");
+        c.header("ratelimit-reset", String(Math.ceil(resetAt / 1000)));
+        c.header("ratelimit-resettime", new Date(Math.ceil(resetAt / 1000) * 1000).toUTCString());
         record(429);
         return c.text("Retry later\n", 429);
+      }
+    }
+    const limit = faults.applicationLimit;
+    if (
+      limit &&
+      (!limit.pathIncludes || path.includes(limit.pathIncludes)) &&
+      (!limit.method || limit.method.toUpperCase() === method)
+    ) {
+      const t = Date.now();
+      if (!appWindow || t - appWindow.start >= limit.windowMs) appWindow = { start: t, count: 0 };
+      appWindow.count += 1;
+      if (appWindow.count > limit.max) {
+        record(429);
+        return c.json(
+          { message: { error: "This endpoint has been requested too many times. Try again later." } },
+          429,
+        );
       }
     }
     const bearer = c.req.header("authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
@@ -363,6 +484,9 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     if (f.down !== undefined) faults.down = f.down;
     if (f.latencyMs !== undefined) faults.latencyMs = f.latencyMs;
     if (f.rateLimitPerMinute !== undefined) faults.rateLimitPerMinute = f.rateLimitPerMinute ?? undefined;
+    if (f.rateLimitWindowMs !== undefined) faults.rateLimitWindowMs = f.rateLimitWindowMs;
+    if (f.rateLimitHeaders !== undefined) faults.rateLimitHeaders = f.rateLimitHeaders;
+    if (f.applicationLimit !== undefined) faults.applicationLimit = f.applicationLimit ?? undefined;
     if (f.failNext) faults.failNext(f.failNext.count, f.failNext.status, f.failNext);
     return c.json({
       down: faults.down,

@@ -279,6 +279,9 @@ describe("the CI snippet's printed claims", () => {
         AZURE_TENANT_ID: TENANT,
         ENTRA_LOGIN_ATTEMPTS: "1",
         ENTRA_LOGIN_DELAY: "0",
+        // An allowed ref: the login is attempted (a disallowed one stops before it).
+        CI_COMMIT_REF_NAME: "main",
+        CI_ENVIRONMENT_NAME: "production",
       },
       encoding: "utf8",
     });

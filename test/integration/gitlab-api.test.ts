@@ -132,9 +132,20 @@ describe("ci_id_token_sub_claim_components", () => {
     expect(sim.project(43)?.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
   });
 
-  it("reports 'unsupported' when GitLab predates the setting and ignores it", async () => {
+  it("reports 'unsupported' when GitLab predates the setting (17.9: Grape's at_least_one_of 400)", async () => {
     const result = await api.setSubClaimComponents(44, ["project_id", "ref_type", "ref"]);
     expect(result.status).toBe("unsupported");
+    expect(result.status === "unsupported" && result.reason).toMatch(
+      /are missing, at least one parameter must be provided/,
+    );
+    const res = await fetch(`${sim.url}/api/v4/projects/44`, {
+      method: "PUT",
+      headers: { "private-token": TOKEN, "content-type": "application/json" },
+      body: JSON.stringify({ ci_id_token_sub_claim_components: ["project_id", "ref_type", "ref"] }),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string };
+    expect(body.error).toMatch(/^[a-z_]+(, [a-z_]+)* are missing, at least one parameter must be provided$/);
   });
 
   it("answers the exact 400 body documented for old GitLab", async () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parsePolicy } from "../../src/config/policy.ts";
 import { createGitLabApi, type GitLabApi } from "../../src/gitlab/api.ts";
 import { GitLabError } from "../../src/gitlab/errors.ts";
+import { trusted } from "../../src/gitlab/markdown-inert.ts";
 import { authorizeCommand } from "../../src/onboarding/authorize.ts";
 import {
   ONBOARDING_MARKER,
@@ -85,14 +86,14 @@ beforeEach(() => {
 describe("upsertOnboardingIssue", () => {
   it("creates the issue once, edits it on change, and writes nothing when unchanged", async () => {
     const pid = freshProject();
-    const first = await upsertOnboardingIssue(api, pid, "## Azure access\nv1");
+    const first = await upsertOnboardingIssue(api, pid, trusted("## Azure access\nv1"));
     expect(first).toMatchObject([{ op: "create", kind: "issue", objectId: "1" }]);
     expect(first[0]?.detail).toBe(`${sim.url}/team/app-${pid}/-/issues/1`);
 
-    const again = await upsertOnboardingIssue(api, pid, "## Azure access\nv1");
+    const again = await upsertOnboardingIssue(api, pid, trusted("## Azure access\nv1"));
     expect(again).toEqual([]);
 
-    const changed = await upsertOnboardingIssue(api, pid, "## Azure access\nv2");
+    const changed = await upsertOnboardingIssue(api, pid, trusted("## Azure access\nv2"));
     expect(changed).toMatchObject([{ op: "update", kind: "issue", objectId: "1" }]);
 
     const issues = sim.project(pid)?.issues ?? [];
@@ -120,7 +121,7 @@ describe("upsertOnboardingIssue", () => {
         updatedAt: new Date().toISOString(),
         notes: [],
       });
-    const changes = await upsertOnboardingIssue(api, pid, "bot text");
+    const changes = await upsertOnboardingIssue(api, pid, trusted("bot text"));
     expect(changes[0]).toMatchObject({ op: "create", objectId: "2" });
     expect(sim.project(pid)?.issues.find((i) => i.iid === 1)?.description).toBe(
       `I pasted ${ONBOARDING_MARKER}`,
@@ -130,11 +131,11 @@ describe("upsertOnboardingIssue", () => {
   it("surfaces GitLab outages as retryable errors, and a retry still ends with one issue", async () => {
     const pid = freshProject();
     sim.faults.failNext(1, 503, { method: "POST", pathIncludes: "/issues" });
-    const err = await upsertOnboardingIssue(api, pid, "text").catch((e: unknown) => e);
+    const err = await upsertOnboardingIssue(api, pid, trusted("text")).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitLabError);
     expect((err as GitLabError).retryable).toBe(true);
-    await upsertOnboardingIssue(api, pid, "text");
-    await upsertOnboardingIssue(api, pid, "text");
+    await upsertOnboardingIssue(api, pid, trusted("text"));
+    await upsertOnboardingIssue(api, pid, trusted("text"));
     expect(sim.project(pid)?.issues).toHaveLength(1);
   });
 });
@@ -142,13 +143,13 @@ describe("upsertOnboardingIssue", () => {
 describe("replyToCommand", () => {
   it("posts one status note per issue, edits it in place on re-runs, and reacts once on the command", async () => {
     const pid = freshProject();
-    await upsertOnboardingIssue(api, pid, "issue");
+    await upsertOnboardingIssue(api, pid, trusted("issue"));
     const cmd1 = sim.addUserNote(pid, 1, DEV.id, "/entra plan");
     const first = await replyToCommand(api, {
       projectId: pid,
       issueIid: 1,
       noteId: cmd1.id,
-      body: "plan: 2 changes",
+      body: trusted("plan: 2 changes"),
     });
     expect(first.map((c) => `${c.op}:${c.kind}`)).toEqual(["create:note", "add:note"]);
 
@@ -157,7 +158,7 @@ describe("replyToCommand", () => {
       projectId: pid,
       issueIid: 1,
       noteId: cmd2.id,
-      body: "onboarded",
+      body: trusted("onboarded"),
     });
     expect(second.map((c) => `${c.op}:${c.kind}`)).toEqual(["update:note", "add:note"]);
 
@@ -166,7 +167,7 @@ describe("replyToCommand", () => {
       projectId: pid,
       issueIid: 1,
       noteId: cmd2.id,
-      body: "onboarded",
+      body: trusted("onboarded"),
     });
     expect(replay).toEqual([]);
     expect(sim.stats.log.filter((l) => l.status < 400 && l.method !== "GET")).toEqual([]);
@@ -183,15 +184,57 @@ describe("replyToCommand", () => {
     }
   });
 
+  it("answers internal commands in an internal note of their own, never in (or by flipping) the public one", async () => {
+    const pid = freshProject();
+    await upsertOnboardingIssue(api, pid, trusted("issue"));
+    const pub = sim.addUserNote(pid, 1, DEV.id, "/entra help");
+    await replyToCommand(api, { projectId: pid, issueIid: 1, noteId: pub.id, body: trusted("public help") });
+    const priv = sim.addUserNote(pid, 1, DEV.id, "/entra status");
+    const changes = await replyToCommand(api, {
+      projectId: pid,
+      issueIid: 1,
+      noteId: priv.id,
+      body: trusted("client id 1234"),
+      internal: true,
+    });
+    expect(changes.map((c) => `${c.op}:${c.target}`)).toContain("create:internal note on issue #1");
+    const again = await replyToCommand(api, {
+      projectId: pid,
+      issueIid: 1,
+      noteId: priv.id,
+      body: trusted("client id 5678"),
+      internal: true,
+    });
+    expect(again.map((c) => c.op)).toEqual(["update"]);
+    const bot = (sim.project(pid)?.issues[0]?.notes ?? []).filter((n) => n.authorId === BOT.id);
+    expect(bot.map((n) => [n.internal, n.body.includes("client id")])).toEqual([
+      [false, false],
+      [true, true],
+    ]);
+    expect(bot[0]?.body).toContain("public help");
+    // A public note that merely carries the internal marker text is not taken for the internal status note.
+    const planted = sim.project(pid)?.issues[0]?.notes.find((n) => n.internal);
+    if (planted) planted.internal = false;
+    await replyToCommand(api, {
+      projectId: pid,
+      issueIid: 1,
+      noteId: priv.id,
+      body: trusted("client id 9999"),
+      internal: true,
+    });
+    const after = (sim.project(pid)?.issues[0]?.notes ?? []).filter((n) => n.authorId === BOT.id);
+    expect(after.filter((n) => n.body.includes("9999")).map((n) => n.internal)).toEqual([true]);
+  });
+
   it("can skip the reaction", async () => {
     const pid = freshProject();
-    await upsertOnboardingIssue(api, pid, "issue");
+    await upsertOnboardingIssue(api, pid, trusted("issue"));
     const cmd = sim.addUserNote(pid, 1, DEV.id, "/entra status");
     const changes = await replyToCommand(api, {
       projectId: pid,
       issueIid: 1,
       noteId: cmd.id,
-      body: "x",
+      body: trusted("x"),
       react: false,
     });
     expect(changes.map((c) => c.op)).toEqual(["create"]);

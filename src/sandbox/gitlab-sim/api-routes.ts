@@ -5,6 +5,7 @@ import {
   presentEnvironment,
   presentIssue,
   presentMember,
+  presentMergeRequestNote,
   presentNote,
   presentProject,
   presentUser,
@@ -36,6 +37,26 @@ const LEGACY_ALLOWED = [
   "deployment_tier",
 ];
 const MODERN_ALLOWED = [...LEGACY_ALLOWED, "project_id"];
+/**
+ * `PUT /projects/:id` declares `at_least_one_of` over its update parameters (lib/api/projects.rb,
+ * Helpers::ProjectsHelpers.update_params_at_least_one_of). GitLab before 17.10 does not know
+ * ci_id_token_sub_claim_components, drops it as undeclared, and Grape answers 400 with this body (shape as
+ * reported against GitLab's API: python-gitlab#296, terraform-provider-gitlab#776).
+ */
+const UPDATE_PARAMS_AT_LEAST_ONE_OF = [
+  "allow_merge_on_skipped_pipeline",
+  "analytics_access_level",
+  "auto_devops_enabled",
+  "ci_config_path",
+  "default_branch",
+  "description",
+  "issues_access_level",
+  "merge_method",
+  "name",
+  "path",
+  "visibility",
+  "wiki_access_level",
+];
 
 const notFound = (c: C, what = "404 Not found") => c.json({ message: what }, 404);
 const forbidden = (c: C) => c.json({ message: "403 Forbidden" }, 403);
@@ -135,6 +156,17 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
     const a = access(c, 40);
     if (a instanceof Response) return a;
     const p = await params(c);
+    if (
+      a.project.subClaimSupport === "absent" &&
+      !Object.keys(p).some((k) => UPDATE_PARAMS_AT_LEAST_ONE_OF.includes(k))
+    ) {
+      return c.json(
+        {
+          error: `${UPDATE_PARAMS_AT_LEAST_ONE_OF.join(", ")} are missing, at least one parameter must be provided`,
+        },
+        400,
+      );
+    }
     const wanted = p.ci_id_token_sub_claim_components;
     if (wanted !== undefined && a.project.subClaimSupport !== "absent") {
       if (!Array.isArray(wanted) || !wanted.every((x) => typeof x === "string"))
@@ -309,6 +341,43 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
     note.body = body;
     note.updatedAt = now();
     return c.json(presentNote(baseUrl(), state, a.project, issue, note));
+  });
+
+  // ---- merge request notes (doc/api/notes.md, "Merge requests")
+  const mergeRequestOf = (project: SimProject, iid: string | undefined) =>
+    project.mergeRequests.find((m) => m.iid === Number(iid));
+
+  api.get("/projects/:id/merge_requests/:iid/notes", (c) => {
+    const a = access(c, 10);
+    if (a instanceof Response) return a;
+    const mr = mergeRequestOf(a.project, c.req.param("iid"));
+    if (!mr) return notFound(c, "404 Merge Request Not Found");
+    const asc = new URL(c.req.url).searchParams.get("sort") === "asc";
+    const notes = [...mr.notes].sort((x, y) => (asc ? x.id - y.id : y.id - x.id));
+    return c.json(paginate(c, notes).map((n) => presentMergeRequestNote(baseUrl(), state, a.project, mr, n)));
+  });
+
+  api.post("/projects/:id/merge_requests/:iid/notes", async (c) => {
+    const a = access(c, 10);
+    if (a instanceof Response) return a;
+    const mr = mergeRequestOf(a.project, c.req.param("iid"));
+    if (!mr) return notFound(c, "404 Merge Request Not Found");
+    const p = await params(c);
+    const body = str(p.body);
+    if (!body) return badRequest(c, "400 Bad request - body is missing");
+    const created = now();
+    const note = {
+      id: ++state.seq.note,
+      body,
+      authorId: c.get("user").id,
+      system: false,
+      internal: bool(p.internal) ?? false,
+      createdAt: created,
+      updatedAt: created,
+      awards: [],
+    };
+    mr.notes.push(note);
+    return c.json(presentMergeRequestNote(baseUrl(), state, a.project, mr, note), 201);
   });
 
   // ---- award emoji on notes

@@ -3,6 +3,7 @@ import {
   type SimAward,
   type SimEnvironment,
   type SimIssue,
+  type SimMergeRequest,
   type SimNote,
   type SimProject,
   type SimState,
@@ -156,5 +157,33 @@ export function presentEnvironment(e: SimEnvironment) {
     created_at: e.createdAt,
     updated_at: e.updatedAt,
     auto_stop_at: null,
+  };
+}
+
+export function presentMergeRequestNote(
+  baseUrl: string,
+  state: SimState,
+  p: SimProject,
+  m: SimMergeRequest,
+  n: SimNote,
+) {
+  return {
+    id: n.id,
+    type: null,
+    body: n.body,
+    attachment: null,
+    author: presentUser(baseUrl, findUser(state, n.authorId), n.authorId),
+    created_at: n.createdAt,
+    updated_at: n.updatedAt,
+    system: n.system,
+    noteable_id: m.id,
+    noteable_type: "MergeRequest",
+    project_id: p.id,
+    noteable_iid: m.iid,
+    resolvable: false,
+    confidential: n.internal,
+    internal: n.internal,
+    imported: false,
+    imported_from: "none",
   };
 }

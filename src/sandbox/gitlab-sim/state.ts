@@ -59,6 +59,15 @@ export interface SimIssue {
   notes: SimNote[];
 }
 
+/** Just enough of a merge request to hold comments. */
+export interface SimMergeRequest {
+  id: number;
+  iid: number;
+  title: string;
+  authorId: number;
+  notes: SimNote[];
+}
+
 export interface SimVariable {
   key: string;
   value: string;
@@ -91,6 +100,7 @@ export interface SimProject {
   subClaimComponents: string[];
   members: SimMember[];
   issues: SimIssue[];
+  mergeRequests: SimMergeRequest[];
   variables: SimVariable[];
   environments: SimEnvironment[];
   createdAt: string;
@@ -192,6 +202,7 @@ export function addProject(
     subClaimComponents: input.subClaimComponents ?? [...DEFAULT_SUB_CLAIM],
     members: [],
     issues: [],
+    mergeRequests: [],
     variables: [],
     environments: [],
     createdAt: created,
