@@ -1,8 +1,11 @@
 import type { Trigger } from "../src/gitlab/intents.ts";
-import type { Change, OnboardResult } from "../src/onboarding/types.ts";
+import type { Change } from "../src/onboarding/types.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
-/** Appends one audit record per change actually made (plan-mode results change nothing and are not audited). */
+/**
+ * Appends one audit record per GitLab change a report made. Entra writes are audited where they happen
+ * (src/onboarding/entra-audit.ts: intended before, outcome after).
+ */
 export async function auditChanges(
   rt: Pick<WorkerRuntime, "audit">,
   trigger: Trigger,
@@ -28,21 +31,4 @@ export async function auditChanges(
       ...(c.message ? { message: c.message } : {}),
     });
   }
-}
-
-export async function auditResult(rt: Pick<WorkerRuntime, "audit">, trigger: Trigger, result: OnboardResult) {
-  if (result.mode !== "apply") return;
-  await auditChanges(
-    rt,
-    trigger,
-    result.project,
-    result.environments.flatMap((env) =>
-      env.changes.map((change) => ({
-        change,
-        environment: env.environment,
-        // A refusal (e.g. an app tagged as this identity that the bot does not own) is recorded as refused.
-        ...(change.op === "refuse" ? { outcome: "refused" as const } : {}),
-      })),
-    ),
-  );
 }

@@ -5,8 +5,7 @@ import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { moveProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
 import { isWrite } from "../src/onboarding/reconciler.ts";
-import { auditResult } from "./audit-changes.ts";
-import { recordFindings, writesOnly } from "./findings.ts";
+import { recordFindings } from "./findings.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
 export const DRIFT_SCHEDULER_ID = "drift-repair";
@@ -24,7 +23,8 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
     source: { kind: "internal" },
     signed: false,
   };
-  const deps = rt.onboarding((l) => void job.log(l), "drift");
+  // Its writes are audited as they happen (intended, then done); findings once a day by recordFindings.
+  const deps = rt.onboarding((l) => void job.log(l), "drift", trigger);
   const report = { projects: 0, renamed: 0, repaired: 0, driftFound: 0, missing: 0, findings: 0 };
   for (const project of await rt.registry.list()) {
     report.projects += 1;
@@ -37,7 +37,6 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
         const moved = await moveProject(deps, {
           project: { id: project.projectId, path: live.pathWithNamespace },
         });
-        await auditResult(rt, trigger, moved);
         metrics.driftRepairedTotal.inc({ kind: "project-path" });
         report.renamed += 1;
         path = live.pathWithNamespace;
@@ -71,7 +70,6 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
       environments: drifted.map((e) => e.environment),
       mode: "apply",
     });
-    await auditResult(rt, trigger, writesOnly(result));
     for (const env of result.environments) {
       const writes = env.changes.filter(isWrite);
       for (const c of writes) metrics.driftRepairedTotal.inc({ kind: c.kind });

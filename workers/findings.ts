@@ -44,11 +44,3 @@ export async function recordFindings(
   }
   return recorded;
 }
-
-/** The same result with only its writes (findings are recorded by recordFindings instead). */
-export function writesOnly(result: OnboardResult): OnboardResult {
-  return {
-    ...result,
-    environments: result.environments.map((e) => ({ ...e, changes: e.changes.filter(isWrite) })),
-  };
-}

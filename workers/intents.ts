@@ -11,7 +11,6 @@ import { moveProject, offboardProject, onboardProject, projectStatus } from "../
 import { parseSnippetArgs, snippetReply } from "../src/onboarding/snippet-command.ts";
 import type { OnboardResult } from "../src/onboarding/types.ts";
 import type { EventJob, ReportJob } from "../src/queue/jobs.ts";
-import { auditResult } from "./audit-changes.ts";
 import { answerMergeRequestComment } from "./merge-request-comment.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
@@ -63,10 +62,9 @@ async function onboardAndReport(
   issue: boolean,
 ) {
   const result = await onboardProject(
-    rt.onboarding((l) => void job.log(l)),
+    rt.onboarding((l) => void job.log(l), "onboarding", trigger),
     { project, environments, mode: "apply" },
   );
-  await auditResult(rt, trigger, result);
   const reportId = await report(rt, job, {
     trigger,
     project,
@@ -151,7 +149,7 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
     return { refused: true, reply: await report(rt, job, { ...base, reply: reply(auth.message, false) }) };
   }
 
-  const deps = rt.onboarding((l) => void job.log(l));
+  const deps = rt.onboarding((l) => void job.log(l), "onboarding", trigger);
   switch (command.kind) {
     case "onboard":
     case "plan": {
@@ -168,7 +166,6 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
         environments: envs,
         mode: command.kind === "plan" ? "plan" : "apply",
       });
-      await auditResult(rt, trigger, result);
       const apply = command.kind === "onboard";
       return {
         environments: summary(result),
@@ -191,14 +188,13 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
     }
     case "offboard": {
       const result = await offboardProject(
-        rt.onboarding((l) => void job.log(l), "offboarding"),
+        rt.onboarding((l) => void job.log(l), "offboarding", trigger),
         {
           projectId: intent.project.id,
           environments: envs,
           mode: "apply",
         },
       );
-      await auditResult(rt, trigger, result);
       return {
         environments: summary(result),
         reply: await report(rt, job, { ...base, result, reply: reply() }),
@@ -240,13 +236,12 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
     case "project.destroyed": {
       // Stale credentials on a path that can be reused are a takeover risk: remove everything, from Entra's tags.
       const result = await offboardProject(
-        rt.onboarding((l) => void job.log(l), "offboarding"),
+        rt.onboarding((l) => void job.log(l), "offboarding", trigger),
         {
           projectId: intent.project.id,
           mode: "apply",
         },
       );
-      await auditResult(rt, trigger, { ...result, project: intent.project });
       await rt.registry.removeProject(intent.project.id);
       await rt.redis.del(firstSeenKey(rt, intent.project.id));
       return { environments: summary(result) };
@@ -254,10 +249,9 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
     case "project.moved": {
       const registered = await rt.registry.get(intent.project.id);
       const result = await moveProject(
-        rt.onboarding((l) => void job.log(l)),
+        rt.onboarding((l) => void job.log(l), "onboarding", trigger),
         { project: intent.project },
       );
-      await auditResult(rt, trigger, result);
       if (result.environments.length === 0) return { skipped: "project has no identities" };
       // The issue shows the project path; keep it true. The variables are re-checked (reads only when
       // unchanged) so that the issue keeps saying they are set rather than listing the client ids.
@@ -280,10 +274,9 @@ export async function handleIntent(rt: WorkerRuntime, { intent, trigger }: Event
         const path = `${intent.newPath}${p.path.slice(intent.oldPath.length)}`;
         const project = { id: p.projectId, path };
         const result = await moveProject(
-          rt.onboarding((l) => void job.log(l)),
+          rt.onboarding((l) => void job.log(l), "onboarding", trigger),
           { project },
         );
-        await auditResult(rt, trigger, result);
         moved[String(p.projectId)] = path;
         // As for a project rename: the onboarding issue's snippets name the path; keep them true.
         if (result.environments.length > 0)

@@ -8,9 +8,11 @@ import { createRedisPacer } from "../src/entra/pacer.ts";
 import { BotServicePrincipal } from "../src/entra/self.ts";
 import { createGitLabApi, type GitLabApi } from "../src/gitlab/api.ts";
 import { isGitLabError } from "../src/gitlab/errors.ts";
+import type { Trigger } from "../src/gitlab/intents.ts";
 import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { AuditLog } from "../src/onboarding/audit.ts";
+import { createEntraWriteAudit } from "../src/onboarding/entra-audit.ts";
 import type { OnboardingDeps } from "../src/onboarding/onboard.ts";
 import { resolveIssuer } from "../src/onboarding/planner.ts";
 import { Registry } from "../src/onboarding/registry.ts";
@@ -31,8 +33,15 @@ export interface WorkerRuntime {
   botSp: BotServicePrincipal;
   issuer: string;
   tenantId: string;
-  /** `where` labels ownership collisions in geb_ownership_collisions_total (onboarding, drift, offboarding). */
-  onboarding(log?: (line: string) => void, where?: CollisionWhere): OnboardingDeps;
+  /**
+   * Onboarding dependencies for one job: every Entra write it makes is audited under `trigger` (required, so
+   * no Entra work can run unaudited). `where` labels ownership collisions in geb_ownership_collisions_total.
+   */
+  onboarding(
+    log: ((line: string) => void) | undefined,
+    where: CollisionWhere,
+    trigger: Trigger,
+  ): OnboardingDeps;
 }
 
 export type CollisionWhere = "onboarding" | "drift" | "offboarding";
@@ -127,7 +136,7 @@ export function createWorkerRuntime(opts: {
     botSp,
     issuer,
     tenantId: credential.tenantId,
-    onboarding: (log, where = "onboarding") => ({
+    onboarding: (log, where, trigger) => ({
       graph,
       botSp,
       redis,
@@ -153,6 +162,14 @@ export function createWorkerRuntime(opts: {
           "ownership collision: an app tagged as the bot's identity is not owned by the bot alone; not used, not written to",
         );
       },
+      // Drift records its findings (refusals, observations) once a day itself: here only its writes.
+      audit: createEntraWriteAudit({
+        audit,
+        redis,
+        keyPrefix: config.queuePrefix,
+        trigger,
+        findings: where !== "drift",
+      }),
     }),
   };
 }

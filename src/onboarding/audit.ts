@@ -28,6 +28,8 @@ const recordBody = {
   outcome: z.enum(["ok", "failed", "planned", "refused", "intended"]),
   message: z.string().max(4000).optional(),
   requestId: z.string().max(200).optional(),
+  /** Paths of values replaced because they looked like credentials (the record is kept, the secret is not). */
+  redacted: z.array(z.string().max(200)).max(50).optional(),
 };
 
 export const auditRecordInputSchema = z.strictObject({
@@ -81,28 +83,49 @@ const SECRET_VALUE_PATTERNS: [RegExp, string][] = [
   [/\bBearer\s+[A-Za-z0-9._~+/-]{16,}/i, "a bearer credential"],
 ];
 
-/** Walks the raw input (before the schema strips or rejects it) so a secret-like field gets a precise error. */
-function secretProblems(value: unknown, path: string, out: string[]): void {
+/** Longest string each field may hold; longer values are cut rather than the record refused. */
+const MAX_LENGTH: Record<string, number> = {
+  message: 4000,
+  "change.detail": 4000,
+  "change.target": 1000,
+  environment: 255,
+  "trigger.event": 200,
+  "trigger.eventId": 200,
+};
+
+/**
+ * A copy of the raw input with every credential-shaped value replaced in place ("[REDACTED: a JWT]") and every
+ * secret-named field emptied, plus the paths it touched. An audit record is never refused for what a user
+ * chose as a name (a username "glpat-…", an environment "review/eyJ….eyJ….x"): losing the record of an Entra
+ * write is worse than an imprecise name in it.
+ */
+function redactSecrets(value: unknown, path: string, touched: string[]): unknown {
   if (typeof value === "string") {
+    let out = value;
     for (const [re, what] of SECRET_VALUE_PATTERNS) {
-      if (re.test(value))
-        out.push(`${path || "value"} looks like ${what}; audit records must not hold secrets`);
+      const global = new RegExp(re.source, `${re.flags.replace("g", "")}g`);
+      if (global.test(out)) {
+        out = out.replace(global, `[REDACTED: ${what}]`);
+        touched.push(path || "value");
+      }
     }
-    return;
+    const max = MAX_LENGTH[path];
+    return max !== undefined && out.length > max ? `${out.slice(0, max - 1)}…` : out;
   }
-  if (Array.isArray(value)) {
-    value.forEach((v, i) => {
-      secretProblems(v, `${path}[${i}]`, out);
-    });
-    return;
-  }
+  if (Array.isArray(value)) return value.map((v, i) => redactSecrets(v, `${path}[${i}]`, touched));
   if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const p = path ? `${path}.${k}` : k;
-      if (FORBIDDEN_KEY.test(k)) out.push(`field "${p}" is not allowed: audit records must not hold secrets`);
-      secretProblems(v, p, out);
+      if (FORBIDDEN_KEY.test(k)) {
+        touched.push(p);
+        continue;
+      }
+      out[k] = redactSecrets(v, p, touched);
     }
+    return out;
   }
+  return value;
 }
 
 /** Converts `since` (ISO or stream id) to an inclusive XRANGE start. */
@@ -132,12 +155,16 @@ export class AuditLog {
     this.#maxScan = Math.max(opts.maxScanPerQuery ?? MAX_SCAN_PER_QUERY, SCAN_BATCH);
   }
 
-  /** Validates, stores and logs one record; returns its stream id. Throws AuditValidationError on bad input. */
+  /**
+   * Redacts, validates, stores and logs one record; returns its stream id. Credential-shaped values are
+   * redacted (listed in `redacted`), never a reason to lose the record. Throws AuditValidationError only for
+   * a record of the wrong shape, which is a bug in the caller.
+   */
   async append(rec: AuditRecordInput): Promise<string> {
-    const problems: string[] = [];
-    secretProblems(rec, "", problems);
-    if (problems.length) throw new AuditValidationError(problems);
-    const parsed = auditRecordInputSchema.safeParse(rec);
+    const touched: string[] = [];
+    const clean = redactSecrets(rec, "", touched) as AuditRecordInput;
+    if (touched.length) clean.redacted = [...new Set([...(clean.redacted ?? []), ...touched])].slice(0, 50);
+    const parsed = auditRecordInputSchema.safeParse(clean);
     if (!parsed.success) {
       throw new AuditValidationError(
         parsed.error.issues.map((i) => `${i.path.join(".") || "record"}: ${i.message}`),

@@ -4,6 +4,7 @@ import { EntraError } from "../entra/errors.ts";
 import type { GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
+import type { EntraWriteAudit } from "./entra-audit.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
 import { managedGroups } from "./managed-groups.ts";
 import { parseIdentityTags } from "./naming.ts";
@@ -37,6 +38,11 @@ export interface OnboardingDeps {
   replication?: Partial<ReplicationWait>;
   /** An app tagged like an identity that the bot does not own alone (log and metric it). */
   onCollision?: (c: OwnershipCollision) => void;
+  /**
+   * Audit of Entra writes (entra-audit.ts): with it, an apply first plans (reads only, inside the identity
+   * lock) and records the planned writes as "intended" before making them, and records the outcome after.
+   */
+  audit?: EntraWriteAudit;
 }
 
 /**
@@ -90,6 +96,7 @@ export async function onboardProject(
   // One tag search per project, only to notice look-alikes: it never supplies an identity.
   let tagged: GraphApplication[] | undefined;
   const outcomes: EnvironmentOutcome[] = [];
+  const audited = mode === "apply" ? deps.audit : undefined;
   for (const environment of [...new Set(input.environments)]) {
     const empty = { environment, refs: [], subjects: [], groups: [] };
     let plan: ReturnType<typeof planIdentity>;
@@ -122,20 +129,29 @@ export async function onboardProject(
       const botSpId = await deps.botSp.objectId();
       tagged ??= await taggedApps(deps.graph, project.id);
       const seen = tagged;
+      const options = {
+        botSpId,
+        pins: registry.pinStore(project.id, project.path, environment),
+        managedGroups: managed,
+        tagged: seen,
+        ...(deps.replication ? { replication: deps.replication } : {}),
+      };
       const r = await withLock(
         deps.redis,
         identityLockKey(deps.keyPrefix, project.id, environment),
-        () =>
-          reconcileIdentity(deps.graph, desired, {
+        async () => {
+          if (audited) {
+            // The same reads, no writes, no log lines or collision counts of its own: only what will be written.
+            const planned = await reconcileIdentity(deps.graph, desired, { ...options, mode: "plan" });
+            await audited.intended(project, environment, planned.changes.filter(isWrite));
+          }
+          return reconcileIdentity(deps.graph, desired, {
+            ...options,
             mode,
-            botSpId,
-            pins: registry.pinStore(project.id, project.path, environment),
-            managedGroups: managed,
-            tagged: seen,
-            ...(deps.replication ? { replication: deps.replication } : {}),
             ...(deps.log ? { log: deps.log } : {}),
             ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
-          }),
+          });
+        },
         deps.lock,
       );
       const writes = r.changes.filter(isWrite).length;
@@ -153,16 +169,20 @@ export async function onboardProject(
           `  ${mode === "plan" ? "would " : ""}${c.op} ${c.kind} ${c.target}${c.objectId ? ` [${c.objectId}]` : ""}${c.detail ? ` (${c.detail})` : ""}`,
         );
       }
-      outcomes.push({
+      const outcome: EnvironmentOutcome = {
         ...base,
         status,
         changes: r.changes,
         ...(r.identity ? { identity: r.identity } : {}),
         ...(r.refused ? { message: r.refused } : {}),
-      });
+      };
+      await audited?.settled(project, outcome);
+      outcomes.push(outcome);
     } catch (err) {
       if (err instanceof Error) deps.log?.(`${environment}: ${err.message}`);
-      outcomes.push(settle(environment, err, base));
+      const failed = settle(environment, err, base);
+      await audited?.settled(project, failed);
+      outcomes.push(failed);
     }
   }
   return result(deps, project, mode, outcomes);
@@ -184,15 +204,16 @@ export async function offboardProject(
   const wanted = input.environments ?? [...new Set([...Object.keys(pins), ...taggedEnvs])];
   const managed = managedGroups(deps.policy);
   const outcomes: EnvironmentOutcome[] = [];
+  const project = { id: projectId, path };
+  const audited = mode === "apply" ? deps.audit : undefined;
   for (const environment of [...new Set(wanted)].sort()) {
     const base = { environment, refs: [], subjects: [], groups: [] };
     try {
       const r = await withLock(
         deps.redis,
         identityLockKey(deps.keyPrefix, projectId, environment),
-        async () =>
-          offboardIdentity(deps.graph, {
-            mode,
+        async () => {
+          const options = {
             botSpId,
             projectId,
             environment,
@@ -200,16 +221,25 @@ export async function offboardProject(
             pin: await registry.getPin(projectId, environment),
             managedGroups: managed,
             tagged,
+          };
+          if (audited) {
+            const planned = await offboardIdentity(deps.graph, { ...options, mode: "plan" });
+            await audited.intended(project, environment, planned.changes.filter(isWrite));
+          }
+          return offboardIdentity(deps.graph, {
+            ...options,
+            mode,
             ...(deps.log ? { log: deps.log } : {}),
             ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
-          }),
+          });
+        },
         deps.lock,
       );
       if (mode === "apply") await registry.removeIdentity(projectId, environment);
       const writes = r.changes.filter(isWrite).length;
       const status =
         writes === 0 ? (r.refused ? "refused" : "unchanged") : mode === "plan" ? "would-change" : "removed";
-      outcomes.push({
+      const outcome: EnvironmentOutcome = {
         ...base,
         status,
         changes: r.changes,
@@ -218,12 +248,16 @@ export async function offboardProject(
           : writes === 0
             ? { message: `no identity of the bot exists for environment "${environment}"` }
             : {}),
-      });
+      };
+      await audited?.settled(project, outcome);
+      outcomes.push(outcome);
     } catch (err) {
-      outcomes.push(settle(environment, err, base));
+      const failed = settle(environment, err, base);
+      await audited?.settled(project, failed);
+      outcomes.push(failed);
     }
   }
-  return result(deps, { id: projectId, path }, mode, outcomes);
+  return result(deps, project, mode, outcomes);
 }
 
 /**

@@ -95,6 +95,22 @@ async function driftCounters(kind: string) {
   };
 }
 
+/** Each repaired environment: its intended writes, the writes made, one closing record (entra-audit.ts). */
+function expectIntendedThenDone(added: AuditRecord[]): AuditRecord[] {
+  const intended = added.filter((r) => r.outcome === "intended");
+  const done = added.filter((r) => r.outcome === "ok" && r.change.op !== "observe");
+  const closing = added.filter((r) => r.change.op === "observe");
+  expect(intended.map((r) => [r.environment, r.change.op, r.change.kind, r.change.target])).toEqual(
+    done.map((r) => [r.environment, r.change.op, r.change.kind, r.change.target]),
+  );
+  expect(closing.map((r) => r.environment).sort()).toEqual(
+    [...new Set(done.map((r) => r.environment))].sort(),
+  );
+  for (const r of intended)
+    expect(added.indexOf(r)).toBeLessThan(added.indexOf(done[intended.indexOf(r)] as AuditRecord));
+  return done;
+}
+
 async function driftAudit(): Promise<AuditRecord[]> {
   const res = await fetch(`${stack.service.url}/admin/audit?project=${projectId}&limit=500`, {
     headers: { Authorization: `Bearer ${stack.secrets.adminToken}` },
@@ -137,7 +153,7 @@ describe("drift repair (maintenance job drift-repair)", () => {
     expect(subjects("production")).toEqual([`project_path:${PATH}:ref_type:branch:ref:main`]);
     expect((await exchange("production", "main")).status).toBe(200);
 
-    const records = await driftAudit();
+    const records = expectIntendedThenDone(await driftAudit());
     const fic = records.filter(
       (r) => r.environment === "production" && r.change.kind === "federatedIdentityCredential",
     );
@@ -170,7 +186,7 @@ describe("drift repair (maintenance job drift-repair)", () => {
     expect((await exchange("staging", "develop")).status).toBe(200);
     expect((await exchange("staging", "hotfix")).status).toBe(400);
 
-    const added = (await driftAudit()).slice(auditBefore);
+    const added = expectIntendedThenDone((await driftAudit()).slice(auditBefore));
     expect(added).toHaveLength(1);
     expect(added[0]).toMatchObject({
       environment: "staging",
@@ -198,7 +214,9 @@ describe("drift repair (maintenance job drift-repair)", () => {
     expect(report).toMatchObject({ driftFound: 1, repaired: 1 });
     expect(group.members.has(sp.id)).toBe(true);
 
-    const membership = (await driftAudit()).filter((r) => r.change.kind === "groupMembership");
+    const membership = expectIntendedThenDone(await driftAudit()).filter(
+      (r) => r.change.kind === "groupMembership",
+    );
     expect(membership).toHaveLength(1);
     expect(membership[0]).toMatchObject({
       environment: "production",

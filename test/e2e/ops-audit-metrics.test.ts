@@ -81,11 +81,33 @@ describe("audit trail of a real flow", () => {
     }
     for (const r of records) {
       expect(r.project).toEqual({ id: projectId, path: PATH });
-      expect(r.outcome).toBe("ok");
+      expect(["ok", "intended"]).toContain(r.outcome);
       expect(r.trigger.eventId.length).toBeGreaterThan(0);
     }
+    // Every Entra write was announced before it was made, and each environment's series is closed.
+    const entra = ["application", "servicePrincipal", "federatedIdentityCredential", "groupMembership"];
+    const done = records.filter((r) => r.outcome === "ok" && r.change.op !== "observe");
+    for (const w of done.filter((r) => entra.includes(r.change.kind))) {
+      const announced = records.findIndex(
+        (r) =>
+          r.outcome === "intended" &&
+          r.environment === w.environment &&
+          r.trigger.eventId === w.trigger.eventId &&
+          r.change.op === w.change.op &&
+          r.change.kind === w.change.kind &&
+          r.change.target === w.change.target,
+      );
+      expect(announced, `${w.change.op} ${w.change.kind} ${w.change.target}`).toBeGreaterThanOrEqual(0);
+      expect(announced).toBeLessThan(records.indexOf(w));
+    }
+    expect(
+      records
+        .filter((r) => r.change.op === "observe" && r.trigger.event.includes("project_create"))
+        .map((r) => r.environment)
+        .sort(),
+    ).toEqual(["production", "staging"]);
     // Entra objects belong to one environment each.
-    for (const r of records.filter((x) =>
+    for (const r of done.filter((x) =>
       ["application", "servicePrincipal", "federatedIdentityCredential", "groupMembership"].includes(
         x.change.kind,
       ),
@@ -93,9 +115,9 @@ describe("audit trail of a real flow", () => {
       expect(["staging", "production"]).toContain(r.environment);
       expect(r.trigger.event).toMatch(/project_create/);
     }
-    const apps = records.filter((r) => r.change.kind === "application" && r.change.op === "create");
+    const apps = done.filter((r) => r.change.kind === "application" && r.change.op === "create");
     expect(apps.map((r) => r.environment).sort()).toEqual(["production", "staging"]);
-    const fics = records.filter((r) => r.change.kind === "federatedIdentityCredential");
+    const fics = done.filter((r) => r.change.kind === "federatedIdentityCredential");
     // production: main; staging: main + develop.
     expect(fics).toHaveLength(3);
     expect(fics.map((r) => r.change.detail).sort()).toEqual([
