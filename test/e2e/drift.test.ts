@@ -103,9 +103,8 @@ function expectIntendedThenDone(added: AuditRecord[]): AuditRecord[] {
   expect(intended.map((r) => [r.environment, r.change.op, r.change.kind, r.change.target])).toEqual(
     done.map((r) => [r.environment, r.change.op, r.change.kind, r.change.target]),
   );
-  expect(closing.map((r) => r.environment).sort()).toEqual(
-    [...new Set(done.map((r) => r.environment))].sort(),
-  );
+  const series = (r: AuditRecord) => `${r.trigger.eventId} ${r.environment}`;
+  expect(closing.map(series).sort()).toEqual([...new Set(done.map(series))].sort());
   for (const r of intended)
     expect(added.indexOf(r)).toBeLessThan(added.indexOf(done[intended.indexOf(r)] as AuditRecord));
   return done;
