@@ -2,9 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { Job } from "bullmq";
 import { environmentRule } from "../src/config/policy.ts";
 import { doctorReply } from "../src/doctor/reply.ts";
+import { NAME_ENVIRONMENTS, unknownCommandPreface } from "../src/gitlab/command-replies.ts";
 import { helpText, parseCommand } from "../src/gitlab/commands.ts";
 import type { Intent, Trigger } from "../src/gitlab/intents.ts";
-import { code, md, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
+import { md, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
 import type { Logger } from "../src/logging.ts";
 import { authorizeCommand } from "../src/onboarding/authorize.ts";
 import { moveProject, offboardProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
@@ -119,9 +120,7 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
 
   if (command.kind === "help" || command.kind === "unknown") {
     const preface =
-      command.kind === "unknown"
-        ? md`${code(`/entra ${command.word}`)} is not a command I know.${command.suggestion ? md` Did you mean ${code(`/entra ${command.suggestion}`)}?` : trusted("")}\n\n`
-        : trusted("");
+      command.kind === "unknown" ? unknownCommandPreface(command.word, command.suggestion) : trusted("");
     return {
       reply: await report(rt, job, {
         ...base,
@@ -157,7 +156,7 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
         return {
           reply: await report(rt, job, {
             ...base,
-            reply: reply(trusted("Name the environments, e.g. `/entra onboard staging`."), false),
+            reply: reply(NAME_ENVIRONMENTS, false),
           }),
         };
       }

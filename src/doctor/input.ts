@@ -202,6 +202,15 @@ function assign(out: DoctorClaims, key: LineKey, value: string | number | string
  * `"iss":"https://..."` and `"exp":1700000000` (an array aud may spill over the next line). Also accepts
  * `iss: value` lines typed by hand.
  */
+/** A JSON string literal as pasted; a pasted one may hold raw line breaks JSON forbids: then taken as written. */
+function jsonString(literal: string): string {
+  try {
+    return JSON.parse(literal) as string;
+  } catch {
+    return literal.slice(1, -1);
+  }
+}
+
 export function parseClaimLines(text: string): DoctorClaims {
   const out: DoctorClaims = {};
   const keys = LINE_KEYS.join("|");
@@ -210,10 +219,10 @@ export function parseClaimLines(text: string): DoctorClaims {
     const key = m[1] as LineKey;
     const raw = m[2] ?? "";
     if (raw.startsWith("[")) {
-      const items = [...raw.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => JSON.parse(`"${x[1]}"`) as string);
+      const items = [...raw.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => jsonString(`"${x[1]}"`));
       assign(out, key, items);
     } else if (raw.startsWith('"')) {
-      assign(out, key, JSON.parse(raw) as string);
+      assign(out, key, jsonString(raw));
     } else assign(out, key, Number(raw));
   }
   const plain = new RegExp(`^[ \\t>*-]*(${keys})[ \\t]*[:=][ \\t]*(\\S.*?)[ \\t]*$`, "gm");
