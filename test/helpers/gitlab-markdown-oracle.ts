@@ -47,6 +47,7 @@ export function inertnessProblems(markdown: string, opts: OracleOptions = {}): s
   const hidden = markdown.match(HIDDEN);
   if (hidden) problems.push(`hidden or line-separator character U+${hidden[0].codePointAt(0)?.toString(16)}`);
 
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: VT and FF count as line breaks here, to be strict
   const lines = markdown.replace(/\r/g, "").split(/[\n\u000b\u000c\u0085\u2028\u2029]/);
   lines.forEach((line, i) => {
     if (/^\s*\//.test(line)) problems.push(`line ${i + 1} would be a quick action: ${line.slice(0, 80)}`);
