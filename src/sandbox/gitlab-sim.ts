@@ -66,14 +66,17 @@ export interface FailNextOptions {
 }
 
 /**
- * GitLab's application rate limits (Gitlab::ApplicationRateLimiter: note creation, issue creation, …) answer
- * 429 through `render_api_error!` with a JSON body and NO Retry-After or RateLimit-* header
- * (lib/api/helpers/rate_limiter.rb). `max` requests per window (anchored at the first request of a window)
- * to matching paths, then 429 until the window ends.
+ * A rate-limit window the simulator is in until `untilMs` for matching requests, answered as GitLab answers:
+ * - "rack-attack": Rack::Attack throttle (lib/gitlab/rack_attack.rb, gitlab-org/gitlab!50833): plain-text
+ *   429 with Retry-After and RateLimit-Name/-Limit/-Observed/-Remaining/-Reset (Unix time)/-ResetTime;
+ * - "ratelimit-only": the same without Retry-After (GitLab before gitlab-org/gitlab#287602 was fixed);
+ * - "application": Gitlab::ApplicationRateLimiter (note and issue creation, …): `render_api_error!` JSON
+ *   `{"message":{"error":"This endpoint has been requested too many times. Try again later."}}` and NO
+ *   rate-limit header at all (lib/api/helpers/rate_limiter.rb).
  */
-export interface ApplicationLimit {
-  max: number;
-  windowMs: number;
+export interface RateLimitWindow {
+  untilMs: number;
+  kind: "rack-attack" | "ratelimit-only" | "application";
   pathIncludes?: string;
   method?: string;
 }
@@ -83,16 +86,10 @@ export interface GitLabSimFaults {
   down: boolean;
   /** Added before every API response. */
   latencyMs: number;
-  /** Requests per rolling window (default a minute) before a Rack::Attack 429; undefined = unlimited. */
+  /** Requests per rolling minute before 429 with Retry-After; undefined = unlimited. */
   rateLimitPerMinute: number | undefined;
-  /** Window of the Rack::Attack throttle above (GitLab: a period setting, a minute by default). */
-  rateLimitWindowMs: number;
-  /**
-   * Headers of the Rack::Attack 429: "all" = Retry-After and RateLimit-* (gitlab-org/gitlab!50833);
-   * "ratelimit-only" = RateLimit-* without Retry-After (as GitLab sent before gitlab-org/gitlab#287602).
-   */
-  rateLimitHeaders: "all" | "ratelimit-only";
-  applicationLimit: ApplicationLimit | undefined;
+  /** Matching requests answer 429 (see RateLimitWindow) until the window ends. */
+  rateLimitWindow: RateLimitWindow | undefined;
   /** The next `count` matching API requests answer `status` (with Retry-After when given). */
   failNext(count: number, status: number, opts?: FailNextOptions): void;
   /** Clears everything above. */
@@ -179,12 +176,11 @@ const faultsSchema = z.object({
   down: z.boolean().optional(),
   latencyMs: z.number().int().min(0).max(60_000).optional(),
   rateLimitPerMinute: z.number().int().positive().nullable().optional(),
-  rateLimitWindowMs: z.number().int().positive().optional(),
-  rateLimitHeaders: z.enum(["all", "ratelimit-only"]).optional(),
-  applicationLimit: z
+  /** Rate-limit window lasting this many ms from now (see RateLimitWindow); null clears it. */
+  rateLimitWindow: z
     .object({
-      max: z.number().int().min(0),
-      windowMs: z.number().int().positive(),
+      forMs: z.number().int().positive(),
+      kind: z.enum(["rack-attack", "ratelimit-only", "application"]),
       pathIncludes: z.string().optional(),
       method: z.string().optional(),
     })
@@ -228,14 +224,11 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
   let pending: Pending[] = [];
   let windowStart = Date.now();
   let windowCount = 0;
-  let appWindow: { start: number; count: number } | undefined;
   const faults: GitLabSimFaults = {
     down: false,
     latencyMs: 0,
     rateLimitPerMinute: undefined,
-    rateLimitWindowMs: 60_000,
-    rateLimitHeaders: "all",
-    applicationLimit: undefined,
+    rateLimitWindow: undefined,
     failNext(count, status, opts = {}) {
       pending.push({ remaining: count, status, ...opts });
     },
@@ -243,10 +236,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       this.down = false;
       this.latencyMs = 0;
       this.rateLimitPerMinute = undefined;
-      this.rateLimitWindowMs = 60_000;
-      this.rateLimitHeaders = "all";
-      this.applicationLimit = undefined;
-      appWindow = undefined;
+      this.rateLimitWindow = undefined;
       pending = [];
     },
   };
@@ -406,51 +396,60 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       if (fault.retryAfterSeconds !== undefined) c.header("retry-after", String(fault.retryAfterSeconds));
       record(fault.status);
       if (fault.status === 429) return c.text("Retry later\n", 429);
-      return c.json(
-        { message: `${fault.status} ${fault.status >= 500 ? "Internal Server Error" : "Error"}` },
-        fault.status as 500,
-      );
+      // Bodies of GitLab's own helpers (lib/api/helpers.rb: forbidden!, not_found!, …).
+      const reason: Record<number, string> = {
+        400: "400 Bad request",
+        401: "401 Unauthorized",
+        403: "403 Forbidden",
+        404: "404 Not found",
+        409: "409 Conflict",
+        500: "500 Internal Server Error",
+        502: "502 Bad Gateway",
+        503: "503 Service Unavailable",
+      };
+      return c.json({ message: reason[fault.status] ?? `${fault.status} Error` }, fault.status as 500);
     }
     if (faults.rateLimitPerMinute !== undefined) {
       const t = Date.now();
-      const windowMs = faults.rateLimitWindowMs;
-      if (t - windowStart >= windowMs) {
+      if (t - windowStart >= 60_000) {
         windowStart = t;
         windowCount = 0;
       }
       windowCount += 1;
       if (windowCount > faults.rateLimitPerMinute) {
-        // Rack::Attack answers GitLab's throttles with plain text and these headers
-        // (lib/gitlab/rack_attack.rb, gitlab-org/gitlab!50833): RateLimit-Reset is the Unix time of the reset.
-        const resetAt = windowStart + windowMs;
-        const reset = Math.max(1, Math.ceil((resetAt - t) / 1000));
-        if (faults.rateLimitHeaders === "all") c.header("retry-after", String(reset));
-        c.header("ratelimit-name", "throttle_authenticated_api");
+        // Rack::Attack answers GitLab's throttles with plain text and these headers.
+        const reset = Math.max(1, Math.ceil((windowStart + 60_000 - t) / 1000));
+        c.header("retry-after", String(reset));
         c.header("ratelimit-limit", String(faults.rateLimitPerMinute));
-        c.header("ratelimit-observed", String(windowCount));
         c.header("ratelimit-remaining", "0");
-        c.header("ratelimit-reset", String(Math.ceil(resetAt / 1000)));
-        c.header("ratelimit-resettime", new Date(Math.ceil(resetAt / 1000) * 1000).toUTCString());
         record(429);
         return c.text("Retry later\n", 429);
       }
     }
-    const limit = faults.applicationLimit;
+    const w = faults.rateLimitWindow;
     if (
-      limit &&
-      (!limit.pathIncludes || path.includes(limit.pathIncludes)) &&
-      (!limit.method || limit.method.toUpperCase() === method)
+      w &&
+      Date.now() < w.untilMs &&
+      (!w.pathIncludes || path.includes(w.pathIncludes)) &&
+      (!w.method || w.method.toUpperCase() === method)
     ) {
-      const t = Date.now();
-      if (!appWindow || t - appWindow.start >= limit.windowMs) appWindow = { start: t, count: 0 };
-      appWindow.count += 1;
-      if (appWindow.count > limit.max) {
-        record(429);
+      record(429);
+      if (w.kind === "application") {
         return c.json(
           { message: { error: "This endpoint has been requested too many times. Try again later." } },
           429,
         );
       }
+      const resetSeconds = Math.ceil(w.untilMs / 1000);
+      if (w.kind === "rack-attack")
+        c.header("retry-after", String(Math.max(1, resetSeconds - Math.floor(Date.now() / 1000))));
+      c.header("ratelimit-name", "throttle_authenticated_api");
+      c.header("ratelimit-limit", "60");
+      c.header("ratelimit-observed", "61");
+      c.header("ratelimit-remaining", "0");
+      c.header("ratelimit-reset", String(resetSeconds));
+      c.header("ratelimit-resettime", new Date(resetSeconds * 1000).toUTCString());
+      return c.text("Retry later\n", 429);
     }
     const bearer = c.req.header("authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
     const presented = c.req.header("private-token") ?? bearer;
@@ -484,9 +483,12 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     if (f.down !== undefined) faults.down = f.down;
     if (f.latencyMs !== undefined) faults.latencyMs = f.latencyMs;
     if (f.rateLimitPerMinute !== undefined) faults.rateLimitPerMinute = f.rateLimitPerMinute ?? undefined;
-    if (f.rateLimitWindowMs !== undefined) faults.rateLimitWindowMs = f.rateLimitWindowMs;
-    if (f.rateLimitHeaders !== undefined) faults.rateLimitHeaders = f.rateLimitHeaders;
-    if (f.applicationLimit !== undefined) faults.applicationLimit = f.applicationLimit ?? undefined;
+    if (f.rateLimitWindow !== undefined) {
+      const { forMs, ...rest } = f.rateLimitWindow ?? { forMs: 0 };
+      faults.rateLimitWindow = f.rateLimitWindow
+        ? ({ ...rest, untilMs: Date.now() + forMs } as RateLimitWindow)
+        : undefined;
+    }
     if (f.failNext) faults.failNext(f.failNext.count, f.failNext.status, f.failNext);
     return c.json({
       down: faults.down,
