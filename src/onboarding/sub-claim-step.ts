@@ -22,6 +22,11 @@ function actionNeeded(components: readonly string[], projectId: ProjectId, why: 
   return md`> **Action needed**: the policy issues credentials for ${code(components.join(", "))} subjects, but the bot could not set this project's ID-token subject: ${why} Until it is set, pipelines' tokens will not match. A project Maintainer (or an administrator) can set \`ci_id_token_sub_claim_components\` with \`PUT /projects/${typeof projectId === "number" ? projectId : 0}\` or in Settings > CI/CD, or the platform team can switch the policy to \`project_path\` subjects.`;
 }
 
+const AT_LEAST_ONE = /at least one parameter must be provided/i;
+const TOO_OLD = trusted(
+  "this GitLab does not know the setting (GitLab before 17.10 answers 400 “at least one parameter must be provided”); upgrade GitLab to 17.10 or later.",
+);
+
 export async function applySubClaimComponents(
   gitlab: GitLabApi,
   projectId: ProjectId,
@@ -42,11 +47,8 @@ export async function applySubClaimComponents(
       };
     }
     if (r.status !== "unsupported") return { changes: [] };
-    return {
-      changes: [],
-      reason: r.reason,
-      actionNeeded: actionNeeded(components, projectId, md`GitLab refused it (${plain(r.reason)}).`),
-    };
+    const why = AT_LEAST_ONE.test(r.reason) ? TOO_OLD : md`GitLab refused it (${plain(r.reason)}).`;
+    return { changes: [], reason: r.reason, actionNeeded: actionNeeded(components, projectId, why) };
   } catch (err) {
     if (!isGitLabError(err) || err.retryable) throw err;
     const said = describeGitLabMessage(err.gitlabMessage);
@@ -55,10 +57,8 @@ export async function applySubClaimComponents(
         ? trusted(
             "GitLab answered 403: the bot user needs at least the Maintainer role on this project to change its CI/CD settings.",
           )
-        : err.status === 400 && /at least one parameter must be provided/i.test(said)
-          ? trusted(
-              "this GitLab does not know the setting (GitLab before 17.10 answers 400 “at least one parameter must be provided”); upgrade GitLab to 17.10 or later.",
-            )
+        : err.status === 400 && AT_LEAST_ONE.test(said)
+          ? TOO_OLD
           : md`GitLab answered ${err.status ?? 0}: ${code(said.slice(0, 300) || err.code)}.`;
     return { changes: [], reason: err.message, actionNeeded: actionNeeded(components, projectId, why) };
   }
