@@ -34,7 +34,7 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
       if (live.pathWithNamespace !== project.path) {
         metrics.driftFoundTotal.inc({ kind: "project-path" });
         await job.log(`project ${project.projectId} moved: ${project.path} -> ${live.pathWithNamespace}`);
-        const moved = await moveProject(deps, {
+        await moveProject(deps, {
           project: { id: project.projectId, path: live.pathWithNamespace },
         });
         metrics.driftRepairedTotal.inc({ kind: "project-path" });

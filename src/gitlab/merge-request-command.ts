@@ -33,7 +33,8 @@ export function mergeRequestCommand(
   botMarker: string,
 ): { intent: MergeRequestCommandIntent } | { ignored: string } {
   const r = mergeRequestNote.safeParse(body);
-  if (!r.success) return { ignored: "merge-request comment without the fields a command needs" };
+  if (!r.success)
+    return { ignored: "comment on a MergeRequest without the fields a command needs (merge_request.iid)" };
   const { object_attributes: note, merge_request: mr, user, project } = r.data;
   if (note.system === true) return { ignored: "system notes are not commands" };
   if ((note.action ?? "create") !== "create")
