@@ -99,7 +99,8 @@ function span(content: string): SafeMarkdown {
   const ticks = "`".repeat(longestRun(content, "`") + 1);
   // CommonMark 6.1 strips one space on each side when both are there: pad so that content starting or ending
   // with a backtick or a space survives as it is.
-  const pad = /^[` ]|[` ]$/.test(content) ? " " : "";
+  // (content made only of spaces is kept as it is, so it needs no padding).
+  const pad = /^[` ]|[` ]$/.test(content) && !/^ +$/.test(content) ? " " : "";
   return brand(`${ticks}${pad}${content}${pad}${ticks}`);
 }
 
