@@ -66,7 +66,8 @@ export interface FailNextOptions {
 }
 
 /**
- * A rate-limit window the simulator is in until `untilMs` for matching requests, answered as GitLab answers:
+ * A rate-limit window of `forMs`, starting at the first matching request (as a limiter's window starts with the
+ * request that exhausts it), during which matching requests are answered as GitLab answers:
  * - "rack-attack": Rack::Attack throttle (lib/gitlab/rack_attack.rb, gitlab-org/gitlab!50833): plain-text
  *   429 with Retry-After and RateLimit-Name/-Limit/-Observed/-Remaining/-Reset (Unix time)/-ResetTime;
  * - "ratelimit-only": the same without Retry-After (GitLab before gitlab-org/gitlab#287602 was fixed);
@@ -75,7 +76,9 @@ export interface FailNextOptions {
  *   rate-limit header at all (lib/api/helpers/rate_limiter.rb).
  */
 export interface RateLimitWindow {
-  untilMs: number;
+  forMs: number;
+  /** Set by the simulator at the first matching request. */
+  untilMs?: number;
   kind: "rack-attack" | "ratelimit-only" | "application";
   pathIncludes?: string;
   method?: string;
@@ -176,7 +179,7 @@ const faultsSchema = z.object({
   down: z.boolean().optional(),
   latencyMs: z.number().int().min(0).max(60_000).optional(),
   rateLimitPerMinute: z.number().int().positive().nullable().optional(),
-  /** Rate-limit window lasting this many ms from now (see RateLimitWindow); null clears it. */
+  /** Rate-limit window of forMs from the first matching request (see RateLimitWindow); null clears it. */
   rateLimitWindow: z
     .object({
       forMs: z.number().int().positive(),
@@ -429,9 +432,9 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     const w = faults.rateLimitWindow;
     if (
       w &&
-      Date.now() < w.untilMs &&
       (!w.pathIncludes || path.includes(w.pathIncludes)) &&
-      (!w.method || w.method.toUpperCase() === method)
+      (!w.method || w.method.toUpperCase() === method) &&
+      Date.now() < (w.untilMs ??= Date.now() + w.forMs)
     ) {
       record(429);
       if (w.kind === "application") {
@@ -440,7 +443,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
           429,
         );
       }
-      const resetSeconds = Math.ceil(w.untilMs / 1000);
+      const resetSeconds = Math.ceil((w.untilMs ?? Date.now()) / 1000);
       if (w.kind === "rack-attack")
         c.header("retry-after", String(Math.max(1, resetSeconds - Math.floor(Date.now() / 1000))));
       c.header("ratelimit-name", "throttle_authenticated_api");
@@ -483,12 +486,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     if (f.down !== undefined) faults.down = f.down;
     if (f.latencyMs !== undefined) faults.latencyMs = f.latencyMs;
     if (f.rateLimitPerMinute !== undefined) faults.rateLimitPerMinute = f.rateLimitPerMinute ?? undefined;
-    if (f.rateLimitWindow !== undefined) {
-      const { forMs, ...rest } = f.rateLimitWindow ?? { forMs: 0 };
-      faults.rateLimitWindow = f.rateLimitWindow
-        ? ({ ...rest, untilMs: Date.now() + forMs } as RateLimitWindow)
-        : undefined;
-    }
+    if (f.rateLimitWindow !== undefined) faults.rateLimitWindow = f.rateLimitWindow ?? undefined;
     if (f.failNext) faults.failNext(f.failNext.count, f.failNext.status, f.failNext);
     return c.json({
       down: faults.down,

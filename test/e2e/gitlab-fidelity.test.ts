@@ -101,7 +101,7 @@ describe("429s are waited out as GitLab asks, or backed off, never hammered", ()
         before: (id) => {
           stack.gitlab.faults.rateLimitWindow = {
             kind,
-            untilMs: Date.now() + windowMs,
+            forMs: windowMs,
             pathIncludes: `/projects/${id}/issues`,
             method: "POST",
           };
