@@ -90,6 +90,8 @@ const backticks = fc
   .tuple(fc.integer({ min: 1, max: 12 }), hostile)
   .map(([n, h]) => `${"`".repeat(n)}${h}${"`".repeat(Math.max(1, 13 - n))}`);
 const anyHostile = fc.oneof(hostile, backticks);
+/** An environment key of a policy (the schema requires at least one character). */
+const policyKey = anyHostile.filter((s) => s.length > 0);
 /** A ref rule as GitLab and the snippet allow (no both quote kinds in one ref). */
 const hostileRef = anyHostile.map((h) => `branch:${h.replace(/'/g, "")}`);
 
@@ -183,7 +185,7 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
     fc.assert(
       fc.property(
         anyHostile,
-        anyHostile,
+        policyKey,
         hostileRef,
         anyHostile,
         fc.constantFrom(...SNIPPET_VARIANTS),
@@ -219,7 +221,7 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
 
   it("help, unknown commands and the bare-onboard answer", () => {
     fc.assert(
-      fc.property(anyHostile, hostileRef, anyHostile, (env, ref, word) => {
+      fc.property(policyKey, hostileRef, anyHostile, (env, ref, word) => {
         expectInert(helpText(hostilePolicy(env, ref, word)));
         expectInert(`${unknownCommandPreface(word, "onboard")}${helpText(basePolicy)}`);
         const parsed = parseCommand(`/entra ${word}`);
@@ -234,7 +236,7 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
     for (const level of [null, 10]) {
       const gitlab = { memberAccessLevel: async () => level } as unknown as GitLabApi;
       await fc.assert(
-        fc.asyncProperty(anyHostile, anyHostile, async (unknownEnv, env) => {
+        fc.asyncProperty(anyHostile, policyKey, async (unknownEnv, env) => {
           const policy = hostilePolicy(env, "branch:main", "api://AzureADTokenExchange");
           for (const envs of [[unknownEnv], [env], []]) {
             const auth = await authorizeCommand(gitlab, policy, 42, 7, envs);
@@ -298,7 +300,7 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
 
   it("/entra snippet answers, the MR-comment pointer and the sub-claim Action needed line", async () => {
     await fc.assert(
-      fc.asyncProperty(anyHostile, anyHostile, hostileRef, async (path, env, ref) => {
+      fc.asyncProperty(anyHostile, policyKey, hostileRef, async (path, env, ref) => {
         const policy = hostilePolicy(env, ref, "api://AzureADTokenExchange");
         for (const variant of SNIPPET_VARIANTS) {
           const body = snippetReply({
