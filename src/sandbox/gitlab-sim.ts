@@ -430,12 +430,13 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       }
     }
     const w = faults.rateLimitWindow;
-    if (
+    const inWindow =
       w &&
       (!w.pathIncludes || path.includes(w.pathIncludes)) &&
-      (!w.method || w.method.toUpperCase() === method) &&
-      Date.now() < (w.untilMs ??= Date.now() + w.forMs)
-    ) {
+      (!w.method || w.method.toUpperCase() === method);
+    // The window opens with the first matching request.
+    if (inWindow && w.untilMs === undefined) w.untilMs = Date.now() + w.forMs;
+    if (inWindow && Date.now() < (w.untilMs ?? 0)) {
       record(429);
       if (w.kind === "application") {
         return c.json(

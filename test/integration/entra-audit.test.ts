@@ -8,7 +8,7 @@ import { AuditLog, type AuditRecord } from "../../src/onboarding/audit.ts";
 import { createEntraWriteAudit } from "../../src/onboarding/entra-audit.ts";
 import { type OnboardingDeps, offboardProject, onboardProject } from "../../src/onboarding/onboard.ts";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
-import { simGraph } from "../helpers/entra.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "../helpers/redis.ts";
 
 /**
@@ -45,7 +45,8 @@ environments:
 `),
     issuer: "https://gitlab.example.com",
     tenantId: TENANT,
-    notFoundBaseMs: 10,
+    botSp: simBotSp(graph, BOT),
+    replication: { baseMs: 5 },
     audit: createEntraWriteAudit({ audit, redis, keyPrefix: prefix, trigger: t }),
   };
 }
@@ -154,7 +155,7 @@ describe("Entra writes are announced before and settled after, whatever happens 
     const failing = new Proxy(graph, {
       get(target, prop, receiver) {
         const value = Reflect.get(target, prop, receiver);
-        if (prop !== "createApplication") return value;
+        if (prop !== "upsertApplication") return value;
         return async () => {
           throw new EntraError({
             code: "GRAPH_FORBIDDEN",
