@@ -1,5 +1,6 @@
 import type { Policy } from "../config/policy.ts";
 import { cell, code, join, md, plain, type SafeMarkdown, trusted } from "./markdown-inert.ts";
+import { LINE_BREAK, ownTextLines } from "./markdown-lines.ts";
 
 /**
  * `/entra ...` slash commands in issue comments. GitLab runs its own quick actions server-side, one per
@@ -19,24 +20,25 @@ export type ParsedCommand =
   | { kind: "snippet"; args: string[] }
   | { kind: "unknown"; word: string; suggestion?: CommandWord };
 
-const PREFIX = /^\s*\/entra(?=\s|$)/i;
+/** At most 3 spaces of indentation: 4 make an indented code block (or continue a paragraph's text). */
+const PREFIX = /^ {0,3}\/entra(?=\s|$)/i;
+/** Cheap test before the Markdown pass: most notes, and most huge ones, never mention the bot. */
+const CANDIDATE = /(?:^|[\r\n]) {0,3}\/entra(?=\s|$)/i;
 /** The intake puts this in job data; commands never need more. */
 export const MAX_COMMAND_LENGTH = 4000;
 
 /**
- * The command as the intake should forward it: the first line starting with `/entra` outside fenced code
- * blocks, trimmed; for `doctor` also the remaining lines of the comment. null when there is none.
+ * The command as the intake should forward it: the first line starting with `/entra` that is the author's
+ * own text (not code, a quote or an HTML comment; see markdown-lines.ts), trimmed; for `doctor` also the
+ * remaining lines of the comment. null when there is none.
  */
 export function findCommandLine(note: string): string | null {
-  const lines = note.split(/\r?\n/);
-  let fenced = false;
+  if (!CANDIDATE.test(note)) return null;
+  const lines = note.split(LINE_BREAK);
+  const own = ownTextLines(lines);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? "";
-    if (/^\s*(```|~~~)/.test(line)) {
-      fenced = !fenced;
-      continue;
-    }
-    if (fenced || !PREFIX.test(line)) continue;
+    if (!own[i] || !PREFIX.test(line)) continue;
     const head = line.trim();
     const word = head.split(/\s+/)[1]?.toLowerCase();
     const text = word === "doctor" ? [head, ...lines.slice(i + 1)].join("\n").trimEnd() : head;
