@@ -16,6 +16,48 @@ const httpsUrl = (what: string) =>
     .refine((u) => u.startsWith("https://"), `${what} must use https`)
     .transform((u) => u.replace(/\/+$/, ""));
 
+/** A GitLab namespace full path (group, subgroup or user), as in `path_with_namespace` minus the project. */
+const NAMESPACE_PATH = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$/;
+const SIGNING_TOKEN = /^whsec_[A-Za-z0-9+/=]+$/;
+
+/** A secret or signing token that speaks only for projects under `namespace` (a group hook's). */
+export interface NamespaceSecret {
+  namespace: string;
+  secret: string;
+}
+
+/**
+ * `<namespace full path>=<secret>`, comma-separated; a namespace may appear several times (rotation). Every
+ * malformed entry is reported, by position: an entry may hold a secret, so it is never echoed.
+ */
+const namespaceSecrets = (what: "secret" | "signing token") =>
+  z.string().transform((raw, ctx) => {
+    const out: NamespaceSecret[] = [];
+    const problem = (message: string) => ctx.addIssue({ code: "custom", message });
+    raw.split(",").forEach((entry, i) => {
+      const e = entry.trim();
+      if (!e) return;
+      const n = i + 1;
+      const eq = e.indexOf("=");
+      if (eq < 0) return problem(`entry ${n} has no "=": write <namespace full path>=<${what}>`);
+      const namespace = e.slice(0, eq).trim();
+      const secret = e.slice(eq + 1).trim();
+      if (!namespace)
+        return problem(`entry ${n} has an empty namespace: write <namespace full path>=<${what}>`);
+      if (!NAMESPACE_PATH.test(namespace)) {
+        return problem(
+          `entry ${n}: "${namespace}" is not a namespace full path such as acme or acme/platform (no "/" at either end)`,
+        );
+      }
+      if (!secret) return problem(`entry ${n} (${namespace}) has an empty ${what}`);
+      if (what === "signing token" && !SIGNING_TOKEN.test(secret)) {
+        return problem(`entry ${n} (${namespace}): the signing token must look like "whsec_<base64>"`);
+      }
+      out.push({ namespace, secret });
+    });
+    return out;
+  });
+
 const guid = z
   .string()
   .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a GUID");
@@ -52,11 +94,15 @@ const envSchema = z.object({
   REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
   POLICY_FILE: z.string().min(1).default("./policy.yaml"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * A Note Hook carries the note twice (`note`, `description`, up to 1,000,000 characters each) plus the issue's
+   * description (up to 1,048,576): about 3 MB of ASCII, 12 MB of 4-byte UTF-8. 16 MiB leaves room for that.
+   */
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
     .min(1024)
-    .default(1024 * 1024),
+    .default(16 * 1024 * 1024),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(200).default(8),
   GITLAB_URL: httpsUrl("GITLAB_URL").optional(),
   GITLAB_TOKEN: z.string().min(1).optional(),
@@ -67,8 +113,19 @@ const envSchema = z.object({
       'each token must look like "whsec_<base64>"',
     )
     .optional(),
-  /** Optional: the X-Gitlab-Instance values accepted; empty accepts any. */
+  GITLAB_GROUP_WEBHOOK_SECRETS: namespaceSecrets("secret").optional(),
+  GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: namespaceSecrets("signing token").optional(),
+  /**
+   * Deprecated: further X-Gitlab-Instance values naming GITLAB_URL's instance (GitLab's external URL when the
+   * bot reaches it by another name). The header is not authenticated, so it never grants or refuses anything.
+   */
   GITLAB_INSTANCES: csv.optional(),
+  /** The service's public origin (what browsers put in Origin); admin writes must come from it. */
+  PUBLIC_URL: z
+    .url({ message: "must be an absolute URL such as https://entra-bot.example.com" })
+    .refine((u) => /^https?:\/\//.test(u), "must use https (or http on a private network)")
+    .transform((u) => new URL(u).origin)
+    .optional(),
   GITLAB_OIDC_ISSUER: z
     .url({ message: "must be an absolute URL" })
     .refine((u) => u === u.trim(), "must not have leading or trailing whitespace")
@@ -153,6 +210,9 @@ const EXAMPLES: Record<string, string> = {
   GITLAB_TOKEN: "glpat-... (a bot user's token with the api scope)",
   GITLAB_WEBHOOK_SECRETS: "s3cret-current,s3cret-previous",
   GITLAB_WEBHOOK_SIGNING_TOKENS: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+  GITLAB_GROUP_WEBHOOK_SECRETS: "acme=s3cret-acme,acme/payments=s3cret-payments",
+  GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: "acme=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+  PUBLIC_URL: "https://entra-bot.example.com",
   GITLAB_OIDC_ISSUER: "https://gitlab.example.com",
   AZURE_TENANT_ID: "72f988bf-86f1-41af-91ab-2d7cd011db47",
   AZURE_CLIENT_ID: "00000000-0000-0000-0000-000000000000",
@@ -160,7 +220,7 @@ const EXAMPLES: Record<string, string> = {
   GRAPH_BASE_URL: "https://graph.microsoft.com",
   ADMIN_TOKEN: "a long random string (openssl rand -hex 24)",
   LOG_LEVEL: "info",
-  BODY_LIMIT_BYTES: "1048576",
+  BODY_LIMIT_BYTES: "16777216",
 };
 
 export type Env = z.infer<typeof envSchema>;
@@ -193,8 +253,13 @@ export interface Config {
   gitlab: {
     url: string | undefined;
     token: string | undefined;
+    /** Instance-wide (the system hook): may speak for any project. */
     webhookSecrets: string[];
     signingTokens: string[];
+    /** Group hooks: each speaks only for projects under its namespace. */
+    groupWebhookSecrets?: NamespaceSecret[];
+    groupSigningTokens?: NamespaceSecret[];
+    /** Deprecated aliases of GITLAB_URL for X-Gitlab-Instance (see the README). */
     instances: string[];
     /** Exactly as GitLab writes `iss`; never normalised (Entra compares byte for byte). */
     oidcIssuer: string | undefined;
@@ -205,6 +270,8 @@ export interface Config {
     graphBaseUrl: string;
   };
   admin: { token: string | undefined; viewerToken: string | undefined };
+  /** PUBLIC_URL's origin: the Origin admin writes must carry; absent = the request's own host. */
+  publicOrigin?: string;
   /** Queue timing knobs; absent = the production defaults (2 s backoff, BullMQ's 30 s stall checks). */
   jobs?: { backoffMs: number; stalledIntervalMs: number; lockDurationMs: number };
   /** Waiting out Entra's replication after a create; absent = 5 minutes, first pause 1 s. */
@@ -222,21 +289,28 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
   // Empty strings are treated as unset: docker-compose passes `FOO=` for unset variables.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = envSchema.safeParse(cleaned);
+  const reused = reusedSecretProblems(cleaned);
   if (!parsed.success) {
-    throw new ConfigError(problemsFromZod(parsed.error, "", undefined, EXAMPLES));
+    throw new ConfigError([...problemsFromZod(parsed.error, "", undefined, EXAMPLES), ...reused]);
   }
   const e = parsed.data;
   const role = roleOverride ?? e.ROLE;
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = [...reused];
   const need = (name: keyof typeof EXAMPLES, value: unknown, why: string) => {
     if (value === undefined) problems.push({ name, problem: `is required ${why}`, example: EXAMPLES[name] });
   };
 
-  if (role !== "worker" && !e.GITLAB_WEBHOOK_SECRETS?.length && !e.GITLAB_WEBHOOK_SIGNING_TOKENS?.length) {
+  if (
+    role !== "worker" &&
+    !e.GITLAB_WEBHOOK_SECRETS?.length &&
+    !e.GITLAB_WEBHOOK_SIGNING_TOKENS?.length &&
+    !e.GITLAB_GROUP_WEBHOOK_SECRETS?.length &&
+    !e.GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS?.length
+  ) {
     problems.push({
       name: "GITLAB_WEBHOOK_SECRETS",
       problem:
-        "is required (or GITLAB_WEBHOOK_SIGNING_TOKENS): the api refuses to accept unauthenticated webhooks",
+        "is required (or GITLAB_WEBHOOK_SIGNING_TOKENS, GITLAB_GROUP_WEBHOOK_SECRETS, GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS): the api refuses to accept unauthenticated webhooks",
       example: EXAMPLES.GITLAB_WEBHOOK_SECRETS,
     });
   }
@@ -320,12 +394,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
       token: e.GITLAB_TOKEN,
       webhookSecrets: e.GITLAB_WEBHOOK_SECRETS ?? [],
       signingTokens: e.GITLAB_WEBHOOK_SIGNING_TOKENS ?? [],
+      groupWebhookSecrets: e.GITLAB_GROUP_WEBHOOK_SECRETS ?? [],
+      groupSigningTokens: e.GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS ?? [],
       instances: e.GITLAB_INSTANCES ?? [],
       oidcIssuer: e.GITLAB_OIDC_ISSUER ?? e.GITLAB_URL,
     },
     azure: { credential, authorityHost: e.AZURE_AUTHORITY_HOST, graphBaseUrl: e.GRAPH_BASE_URL },
     admin: { token: e.ADMIN_TOKEN, viewerToken: e.ADMIN_VIEWER_TOKEN },
     replication: { windowMs: e.ENTRA_REPLICATION_WAIT_SECONDS * 1000, baseMs: e.ENTRA_REPLICATION_RETRY_MS },
+    ...(e.PUBLIC_URL ? { publicOrigin: e.PUBLIC_URL } : {}),
     jobs: {
       backoffMs: e.JOB_BACKOFF_MS,
       stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
@@ -333,4 +410,39 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     },
     http: { headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS },
   };
+}
+
+/**
+ * A secret must identify exactly one source (the instance, or one namespace): a value configured for two
+ * sources would let either speak as the other. Read leniently from the raw variables, so that this is
+ * reported together with format problems; secrets are never echoed.
+ */
+function reusedSecretProblems(env: Record<string, string | undefined>): ConfigProblem[] {
+  const owners = new Map<string, Set<string>>();
+  const variables = new Map<string, Set<string>>();
+  const add = (value: string, source: string, variable: string) => {
+    if (!value) return;
+    owners.set(value, (owners.get(value) ?? new Set()).add(source));
+    variables.set(value, (variables.get(value) ?? new Set()).add(variable));
+  };
+  for (const variable of ["GITLAB_WEBHOOK_SECRETS", "GITLAB_WEBHOOK_SIGNING_TOKENS"]) {
+    for (const v of (env[variable] ?? "").split(",")) add(v.trim(), "the instance", variable);
+  }
+  for (const variable of ["GITLAB_GROUP_WEBHOOK_SECRETS", "GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS"]) {
+    for (const entry of (env[variable] ?? "").split(",")) {
+      const eq = entry.indexOf("=");
+      if (eq < 0) continue;
+      const namespace = entry.slice(0, eq).trim().toLowerCase();
+      if (namespace) add(entry.slice(eq + 1).trim(), `namespace ${namespace}`, variable);
+    }
+  }
+  const problems: ConfigProblem[] = [];
+  for (const [value, sources] of owners) {
+    if (sources.size < 2) continue;
+    problems.push({
+      name: [...(variables.get(value) ?? [])].join(" / "),
+      problem: `one secret is configured for ${[...sources].sort().join(" and ")}: a secret must identify exactly one source (give each group hook its own, and the system hook its own)`,
+    });
+  }
+  return problems;
 }

@@ -28,7 +28,7 @@ describe("loadConfig", () => {
     expect(c.gitlab.webhookSecrets).toEqual(["a", "b"]);
     expect(c.azure.authorityHost).toBe("https://login.microsoftonline.com");
     expect(c.azure.graphBaseUrl).toBe("https://graph.microsoft.com");
-    expect(c.bodyLimitBytes).toBe(1024 * 1024);
+    expect(c.bodyLimitBytes).toBe(16 * 1024 * 1024);
   });
 
   it("GITLAB_OIDC_ISSUER defaults to GITLAB_URL; an explicit issuer is kept verbatim", () => {
@@ -107,5 +107,93 @@ describe("admin tokens", () => {
         "api",
       ),
     ).toThrow(/ADMIN_VIEWER_TOKEN: must differ from ADMIN_TOKEN/);
+  });
+});
+
+describe("secrets bound to a source", () => {
+  function messages(env: Record<string, string>): string[] {
+    try {
+      loadConfig(env, "api");
+      return [];
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.map((p) => `${p.name}: ${p.problem}`);
+      throw err;
+    }
+  }
+
+  it("parses <namespace>=<secret> entries, several per namespace for rotation", () => {
+    const c = loadConfig(
+      {
+        GITLAB_GROUP_WEBHOOK_SECRETS: " acme=s-one , acme=s-two,acme/payments=s=three ",
+        GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: "Acme=whsec_QUFBQQ==",
+      },
+      "api",
+    );
+    expect(c.gitlab.groupWebhookSecrets).toEqual([
+      { namespace: "acme", secret: "s-one" },
+      { namespace: "acme", secret: "s-two" },
+      { namespace: "acme/payments", secret: "s=three" },
+    ]);
+    expect(c.gitlab.groupSigningTokens).toEqual([{ namespace: "Acme", secret: "whsec_QUFBQQ==" }]);
+    expect(c.gitlab.webhookSecrets).toEqual([]);
+  });
+
+  it("any one of the four variables satisfies the api; none is a problem naming all four", () => {
+    expect(messages({ GITLAB_GROUP_WEBHOOK_SECRETS: "acme=x" })).toEqual([]);
+    expect(messages({ GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: "acme=whsec_QUFB" })).toEqual([]);
+    const none = messages({});
+    expect(none).toHaveLength(1);
+    expect(none[0]).toMatch(/GITLAB_GROUP_WEBHOOK_SECRETS.*GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS/);
+  });
+
+  it("lists every problem at once, by entry, without echoing a secret", () => {
+    const env = {
+      GITLAB_WEBHOOK_SECRETS: "instance-secret-1",
+      GITLAB_GROUP_WEBHOOK_SECRETS:
+        "no-equals-sign-secret-2,=orphan-secret-3,/acme/=slash-secret-4,acme=,team=instance-secret-1,a=shared-5,b=shared-5",
+      GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: "acme=not-a-whsec-6",
+      PUBLIC_URL: "ftp://x",
+    };
+    const found = messages(env);
+    const text = found.join("\n");
+    expect(text).toMatch(/GITLAB_GROUP_WEBHOOK_SECRETS: entry 1 has no "="/);
+    expect(text).toMatch(/entry 2 has an empty namespace/);
+    expect(text).toMatch(/entry 3: "\/acme\/" is not a namespace full path/);
+    expect(text).toMatch(/entry 4 \(acme\) has an empty secret/);
+    expect(text).toMatch(
+      /GITLAB_GROUP_WEBHOOK_SIGNING_TOKENS: entry 1 \(acme\): the signing token must look like/,
+    );
+    expect(text).toMatch(
+      /GITLAB_WEBHOOK_SECRETS \/ GITLAB_GROUP_WEBHOOK_SECRETS: one secret is configured for namespace team and the instance/,
+    );
+    expect(text).toMatch(/one secret is configured for namespace a and namespace b/);
+    expect(text).toMatch(/PUBLIC_URL/);
+    for (const secret of [
+      "instance-secret-1",
+      "no-equals-sign-secret-2",
+      "orphan-secret-3",
+      "slash-secret-4",
+      "shared-5",
+      "not-a-whsec-6",
+    ]) {
+      expect(text).not.toContain(secret);
+    }
+  });
+
+  it("the same secret twice for one namespace (case-insensitive) is no conflict", () => {
+    expect(messages({ GITLAB_GROUP_WEBHOOK_SECRETS: "acme=x,ACME=x" })).toEqual([]);
+  });
+
+  it("PUBLIC_URL keeps the origin; GITLAB_INSTANCES still parses (deprecated)", () => {
+    const c = loadConfig(
+      {
+        GITLAB_WEBHOOK_SECRETS: "a",
+        PUBLIC_URL: "https://Bot.Example.com:443/admin/",
+        GITLAB_INSTANCES: "https://x",
+      },
+      "api",
+    );
+    expect(c.publicOrigin).toBe("https://bot.example.com");
+    expect(c.gitlab.instances).toEqual(["https://x"]);
   });
 });
