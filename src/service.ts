@@ -60,7 +60,10 @@ export async function startService({
 
   if (config.role !== "worker") {
     const { metrics, metricsRoute, registerQueueGauges } = await import("./http/metrics.ts");
+    const { AuditLog } = await import("./onboarding/audit.ts");
+    const { createRefusalRecorder } = await import("./http/refusals.ts");
     registerQueueGauges(queues.all());
+    const audit = new AuditLog(redis, { key: `${config.queuePrefix}:audit`, logger });
     const extra: Hono[] = [metricsRoute()];
     if (config.admin.token || config.admin.viewerToken) {
       // Bull Board is loaded on the first admin request, not at start: an api that nobody opens the UI on
@@ -68,12 +71,12 @@ export async function startService({
       let admin: Promise<Hono> | undefined;
       const loadAdmin = async (): Promise<Hono> => {
         const { createAdminRoutes } = await import("./http/admin.ts");
-        const { AuditLog } = await import("./onboarding/audit.ts");
         return createAdminRoutes({
           queues: queues.all(),
           basePath: "/admin",
-          audit: new AuditLog(redis, { key: `${config.queuePrefix}:audit`, logger }),
+          audit,
           logger,
+          ...(config.publicOrigin ? { publicOrigin: config.publicOrigin } : {}),
           ...(config.admin.token ? { adminToken: config.admin.token } : {}),
           ...(config.admin.viewerToken ? { viewerToken: config.admin.viewerToken } : {}),
         });
@@ -112,6 +115,7 @@ export async function startService({
       redis,
       logger,
       extra,
+      recordRefusal: createRefusalRecorder({ logger, audit, redis, keyPrefix: config.queuePrefix }),
       observe: (event, outcome, seconds) => {
         metrics.webhooksTotal.inc({ event: eventLabel(event), outcome });
         metrics.intakeDurationSeconds.observe(seconds);

@@ -31,9 +31,8 @@ export type DeliverySource = z.infer<typeof deliverySourceSchema>;
 export const triggerSchema = z.object({
   /** The GitLab event, e.g. "System Hook/project_create", "Note Hook". */
   event: z.string(),
-  /** Idempotency-Key, else X-Gitlab-Event-UUID, else a generated id. */
+  /** The signed webhook-id, else Idempotency-Key, else X-Gitlab-Event-UUID, else a generated id. */
   eventId: z.string(),
-  instance: z.string().optional(),
   receivedAt: z.string(),
   actor: actorSchema.optional(),
   /** Required: a job that does not say who vouched for it is refused (fail closed). */

@@ -3,13 +3,11 @@ import { inScope, type Policy } from "../config/policy.ts";
 import { stripJwtSignatures } from "../doctor/input.ts";
 import { findCommandLine, MAX_COMMAND_LENGTH } from "./commands.ts";
 import {
-  deploymentEvent,
-  groupProjectEvent,
-  jobEvent,
+  actorOf,
   noteEvent,
-  pipelineEvent,
+  projectLifecycleEvent,
+  projectScopedEvent,
   systemGroupRenameEvent,
-  systemProjectEvent,
   systemProjectMoveEvent,
   systemUserRenameEvent,
 } from "./events.ts";
@@ -30,35 +28,43 @@ export const HANDLED_EVENTS = [
   "Job Hook",
 ] as const;
 
-export interface Issue {
-  path: string;
-  message: string;
-}
-
+/**
+ * What a delivery asks for, or why it asks for nothing. There is no "invalid": GitLab counts every 4xx as a
+ * failed delivery and disables the hook after a few, which would also silence the events that do matter.
+ * `incomplete` marks an event that mattered but lacked a field the bot needs (worth a warning).
+ */
 export type Normalised =
   | { kind: "intent"; intent: Intent; actor?: Actor }
-  | { kind: "ignored"; reason: string }
-  | { kind: "invalid"; reason: string; issues: Issue[] };
+  | { kind: "ignored"; reason: string; incomplete?: boolean };
 
-const MAX_ISSUES = 5;
-
-function invalid(event: string, error: z.ZodError): Normalised {
-  return {
-    kind: "invalid",
-    reason: `body does not match a GitLab ${event} payload`,
-    issues: error.issues.slice(0, MAX_ISSUES).map((i) => ({
-      path: i.path.length ? i.path.map(String).join(".") : "(root)",
-      message: i.message,
-    })),
-  };
-}
+type Body = Record<string, unknown>;
 
 function ignored(reason: string): Normalised {
   return { kind: "ignored", reason };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A value from the payload, quoted and cut short, for a reason string. */
+function quote(v: unknown): string {
+  return JSON.stringify(String(v).slice(0, 64));
+}
+
+const MAX_ISSUES = 3;
+
+/** A relevant event without a field the bot needs: acknowledged, not acted on, and said why. */
+function incomplete(event: string, error: z.ZodError): Normalised {
+  const fields = error.issues
+    .slice(0, MAX_ISSUES)
+    .map((i) => `${i.path.length ? i.path.map(String).join(".") : "(root)"} (${i.message})`)
+    .join(", ");
+  return { kind: "ignored", incomplete: true, reason: `${event} lacks what the bot needs: ${fields}` };
+}
+
+function isObject(v: unknown): v is Body {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function text(v: unknown): string | undefined {
+  return typeof v === "string" && v !== "" ? v : undefined;
 }
 
 function scoped(policy: Policy, project: ProjectRef, intent: Intent, actor?: Actor): Normalised {
@@ -68,32 +74,29 @@ function scoped(policy: Policy, project: ProjectRef, intent: Intent, actor?: Act
   return actor ? { kind: "intent", intent, actor } : { kind: "intent", intent };
 }
 
-function systemHook(body: Record<string, unknown>, policy: Policy): Normalised {
+function systemHook(body: Body, policy: Policy): Normalised {
   const name = body.event_name;
   if (typeof name !== "string") {
-    return {
-      kind: "invalid",
-      reason: "System Hook body has no event_name",
-      issues: [{ path: "event_name", message: "required string" }],
-    };
+    // Merge request, push and tag events reach system hooks with object_kind and no event_name.
+    return typeof body.object_kind === "string"
+      ? ignored(`System Hook ${quote(body.object_kind)} events are not ones the bot acts on`)
+      : ignored("System Hook without event_name is not one the bot acts on");
   }
   switch (name) {
     case "project_create":
     case "project_destroy": {
-      const r = systemProjectEvent.safeParse(body);
-      if (!r.success) return invalid(`System Hook ${name}`, r.error);
+      const r = projectLifecycleEvent.safeParse(body);
+      if (!r.success) return incomplete(`System Hook ${name}`, r.error);
       const project = { id: r.data.project_id, path: r.data.path_with_namespace };
-      const intent: Intent =
-        name === "project_create"
-          ? { type: "project.created", project, source: "system-hook" }
-          : { type: "project.destroyed", project };
       // A destroyed project is offboarded even if the scope changed since: stale FICs are a takeover risk.
-      return name === "project_destroy" ? { kind: "intent", intent } : scoped(policy, project, intent);
+      if (name === "project_destroy")
+        return { kind: "intent", intent: { type: "project.destroyed", project } };
+      return scoped(policy, project, { type: "project.created", project, source: "system-hook" });
     }
     case "project_rename":
     case "project_transfer": {
       const r = systemProjectMoveEvent.safeParse(body);
-      if (!r.success) return invalid(`System Hook ${name}`, r.error);
+      if (!r.success) return incomplete(`System Hook ${name}`, r.error);
       const project = { id: r.data.project_id, path: r.data.path_with_namespace };
       // Not scope-filtered: a project moving out of scope must still have its subjects updated or removed.
       return {
@@ -108,7 +111,7 @@ function systemHook(body: Record<string, unknown>, policy: Policy): Normalised {
     }
     case "group_rename": {
       const r = systemGroupRenameEvent.safeParse(body);
-      if (!r.success) return invalid("System Hook group_rename", r.error);
+      if (!r.success) return incomplete("System Hook group_rename", r.error);
       return {
         kind: "intent",
         intent: {
@@ -122,7 +125,7 @@ function systemHook(body: Record<string, unknown>, policy: Policy): Normalised {
     }
     case "user_rename": {
       const r = systemUserRenameEvent.safeParse(body);
-      if (!r.success) return invalid("System Hook user_rename", r.error);
+      if (!r.success) return incomplete("System Hook user_rename", r.error);
       return {
         kind: "intent",
         intent: {
@@ -135,52 +138,64 @@ function systemHook(body: Record<string, unknown>, policy: Policy): Normalised {
       };
     }
     default:
-      return ignored(`System Hook event ${name} is not one the bot acts on`);
+      return ignored(`System Hook event ${quote(name)} is not one the bot acts on`);
   }
 }
 
-function groupProjectHook(body: Record<string, unknown>, policy: Policy): Normalised {
+function groupProjectHook(body: Body, policy: Policy): Normalised {
   const name = body.event_name;
   if (name !== "project_create" && name !== "project_destroy") {
-    return typeof name === "string"
-      ? ignored(`Project Hook event ${name} is not one the bot acts on`)
-      : {
-          kind: "invalid",
-          reason: "Project Hook body has no event_name",
-          issues: [{ path: "event_name", message: "required string" }],
-        };
+    return ignored(
+      typeof name === "string"
+        ? `Project Hook event ${quote(name)} is not one the bot acts on`
+        : "Project Hook without event_name is not one the bot acts on",
+    );
   }
-  const r = groupProjectEvent.safeParse(body);
-  if (!r.success) return invalid(`Project Hook ${name}`, r.error);
+  const r = projectLifecycleEvent.safeParse(body);
+  if (!r.success) return incomplete(`Project Hook ${name}`, r.error);
   const project = { id: r.data.project_id, path: r.data.path_with_namespace };
   if (name === "project_destroy") return { kind: "intent", intent: { type: "project.destroyed", project } };
   return scoped(policy, project, { type: "project.created", project, source: "group-hook" });
 }
 
-function noteHook(body: Record<string, unknown>, policy: Policy, confidentialHook: boolean): Normalised {
-  const r = noteEvent.safeParse(body);
-  if (!r.success) return invalid(confidentialHook ? "Confidential Note Hook" : "Note Hook", r.error);
-  const { object_attributes: note, issue, user } = r.data;
+function noteHook(body: Body, policy: Policy, confidentialHook: boolean): Normalised {
+  const event = confidentialHook ? "Confidential Note Hook" : "Note Hook";
+  // Relevance first, from plain reads: most comments are not commands, and none of them is judged.
+  const note = isObject(body.object_attributes) ? body.object_attributes : {};
   if (note.noteable_type === "MergeRequest") {
     const mr = mergeRequestCommand(body, policy, confidentialHook, BOT_MARKER);
     return "intent" in mr
       ? { kind: "intent", intent: mr.intent, actor: mr.intent.author }
       : ignored(mr.ignored);
   }
-  if (note.noteable_type !== "Issue" || !issue)
-    return ignored(`comments on ${note.noteable_type} are not commands`);
+  if (note.noteable_type !== "Issue") {
+    return ignored(
+      `comments on ${typeof note.noteable_type === "string" ? quote(note.noteable_type) : "anything but an issue"} are not commands`,
+    );
+  }
   if (note.system === true) return ignored("system notes are not commands");
   // Edits fire Note Hook too (GitLab 16.11+); acting on them would run a command twice.
-  if ((note.action ?? "create") !== "create")
-    return ignored(`note action ${note.action} is not a new comment`);
+  const action = note.action ?? "create";
+  if (action !== "create") return ignored(`note action ${quote(action)} is not a new comment`);
+  if (typeof note.note !== "string") return ignored("comment has no text");
   if (note.note.includes(BOT_MARKER)) return ignored("note written by the bot");
-  // The first `/entra` line outside code fences; for `/entra doctor` also the pasted lines below it. A pasted
-  // ID token loses its signature here, so job data never holds a usable credential.
+  // The first `/entra` line of the author's own text; for `/entra doctor` also the pasted lines below it. A
+  // pasted ID token loses its signature here, so job data never holds a usable credential.
   const found = findCommandLine(note.note);
   if (found === null) return ignored("comment has no /entra command");
-  const line = stripJwtSignatures(found);
-  const project = { id: r.data.project.id, path: r.data.project.path_with_namespace };
-  const actor = { id: user.id, username: user.username };
+
+  const r = noteEvent.safeParse(body);
+  if (!r.success) return incomplete(`${event} with an /entra command`, r.error);
+  const actor = actorOf(body.user);
+  if (!actor) {
+    return {
+      kind: "ignored",
+      incomplete: true,
+      reason: `${event} with an /entra command has no user with id and username: the command cannot be authorised`,
+    };
+  }
+  const { project: p, issue, object_attributes } = r.data;
+  const project = { id: p.id, path: p.path_with_namespace };
   return scoped(
     policy,
     project,
@@ -188,29 +203,63 @@ function noteHook(body: Record<string, unknown>, policy: Policy, confidentialHoo
       type: "command",
       project,
       issueIid: issue.iid,
-      noteId: note.id,
+      noteId: object_attributes.id,
       author: actor,
-      line: line.slice(0, MAX_COMMAND_LENGTH),
+      line: stripJwtSignatures(found).slice(0, MAX_COMMAND_LENGTH),
       confidential: confidentialHook || issue.confidential === true,
     },
     actor,
   );
 }
 
-function environmentSeen(
-  project: ProjectRef,
-  environments: Array<{ name: string; tier?: string | null | undefined }>,
-  source: "deployment" | "pipeline" | "job",
+type Seen = { name: string; tier?: string };
+
+function environmentOf(v: unknown): Seen | undefined {
+  if (!isObject(v)) return undefined;
+  const name = text(v.name);
+  if (!name) return undefined;
+  const tier = text(v.deployment_tier);
+  return tier ? { name, tier } : { name };
+}
+
+/**
+ * Deployment, Pipeline and Job Hooks: relevant only when they name an environment; the project is read
+ * after that. Job Hooks of older GitLab versions have no `project` object (only `project_id` and
+ * `project_name`, which is the display name, not the path): they are ignored with that reason, since
+ * Deployment and Pipeline Hooks carry the same first sight with the path.
+ */
+function environmentHook(
+  event: string,
+  body: Body,
   policy: Policy,
-  ref?: string | null,
-  actor?: Actor,
+  source: "deployment" | "pipeline" | "job",
 ): Normalised {
-  const distinct = new Map<string, { name: string; tier?: string }>();
-  for (const e of environments) {
-    if (!distinct.has(e.name))
-      distinct.set(e.name, e.tier ? { name: e.name, tier: e.tier } : { name: e.name });
+  let named: Seen[];
+  let ref: string | undefined;
+  if (source === "deployment") {
+    const name = text(body.environment);
+    const tier = text(body.environment_tier);
+    named = name ? [tier ? { name, tier } : { name }] : [];
+    ref = text(body.ref);
+  } else if (source === "pipeline") {
+    const builds = Array.isArray(body.builds) ? body.builds : [];
+    named = builds.flatMap((b) => {
+      const e = isObject(b) ? environmentOf(b.environment) : undefined;
+      return e ? [e] : [];
+    });
+    ref = isObject(body.object_attributes) ? text(body.object_attributes.ref) : undefined;
+  } else {
+    const e = environmentOf(body.environment);
+    named = e ? [e] : [];
+    ref = text(body.ref);
   }
+  const distinct = new Map<string, Seen>();
+  for (const e of named) if (!distinct.has(e.name)) distinct.set(e.name, e);
   if (distinct.size === 0) return ignored(`${source} event names no environment`);
+
+  const r = projectScopedEvent.safeParse(body);
+  if (!r.success) return incomplete(`${event} naming an environment`, r.error);
+  const project = { id: r.data.project.id, path: r.data.project.path_with_namespace };
   return scoped(
     policy,
     project,
@@ -221,23 +270,16 @@ function environmentSeen(
       source,
       ...(ref ? { ref } : {}),
     },
-    actor,
+    actorOf(body.user),
   );
 }
 
 /**
- * Turns a verified delivery into an intent, or says why it is ignored or invalid. System Hooks dispatch on
- * `event_name` (their header is always "System Hook"); everything else on the X-Gitlab-Event header, and the
- * body must then match that event.
+ * Turns a verified delivery into an intent, or says why it is ignored. System Hooks dispatch on `event_name`
+ * (their header is always "System Hook"); everything else on the X-Gitlab-Event header.
  */
 export function normalise(eventHeader: string, body: unknown, policy: Policy): Normalised {
-  if (!isObject(body)) {
-    return {
-      kind: "invalid",
-      reason: "body must be a JSON object",
-      issues: [{ path: "(root)", message: "expected object" }],
-    };
-  }
+  if (!isObject(body)) return ignored("body is not a JSON object");
   switch (eventHeader) {
     case "System Hook":
       return systemHook(body, policy);
@@ -246,49 +288,15 @@ export function normalise(eventHeader: string, body: unknown, policy: Policy): N
     case "Note Hook":
     case "Confidential Note Hook":
       return noteHook(body, policy, eventHeader === "Confidential Note Hook");
-    case "Deployment Hook": {
-      const r = deploymentEvent.safeParse(body);
-      if (!r.success) return invalid(eventHeader, r.error);
-      const d = r.data;
-      return environmentSeen(
-        { id: d.project.id, path: d.project.path_with_namespace },
-        [{ name: d.environment, tier: d.environment_tier }],
-        "deployment",
-        policy,
-        d.ref,
-        d.user ? { id: d.user.id, username: d.user.username } : undefined,
-      );
-    }
-    case "Pipeline Hook": {
-      const r = pipelineEvent.safeParse(body);
-      if (!r.success) return invalid(eventHeader, r.error);
-      const p = r.data;
-      const envs = (p.builds ?? []).flatMap((b) =>
-        b.environment ? [{ name: b.environment.name, tier: b.environment.deployment_tier }] : [],
-      );
-      return environmentSeen(
-        { id: p.project.id, path: p.project.path_with_namespace },
-        envs,
-        "pipeline",
-        policy,
-        p.object_attributes.ref,
-        p.user ? { id: p.user.id, username: p.user.username } : undefined,
-      );
-    }
-    case "Job Hook": {
-      const r = jobEvent.safeParse(body);
-      if (!r.success) return invalid(eventHeader, r.error);
-      const j = r.data;
-      return environmentSeen(
-        { id: j.project.id, path: j.project.path_with_namespace },
-        j.environment ? [{ name: j.environment.name, tier: j.environment.deployment_tier }] : [],
-        "job",
-        policy,
-        j.ref,
-        j.user ? { id: j.user.id, username: j.user.username } : undefined,
-      );
-    }
+    case "Deployment Hook":
+      return environmentHook(eventHeader, body, policy, "deployment");
+    case "Pipeline Hook":
+      return environmentHook(eventHeader, body, policy, "pipeline");
+    case "Job Hook":
+      return environmentHook(eventHeader, body, policy, "job");
+    case "":
+      return ignored("no X-Gitlab-Event header");
     default:
-      return ignored(`event "${eventHeader}" is not one the bot acts on`);
+      return ignored(`event ${quote(eventHeader)} is not one the bot acts on`);
   }
 }

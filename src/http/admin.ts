@@ -28,6 +28,7 @@ const REALM = "gitlab-entra-bot admin";
 
 const auditQuerySchema = z.object({
   project: z.coerce.number().int().positive().optional(),
+  outcome: z.enum(["ok", "failed", "planned", "refused", "intended"]).optional(),
   since: z.string().min(1).max(64).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
   cursor: z.string().min(1).max(64).optional(),
@@ -129,7 +130,7 @@ export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
   });
 
   app.get(base, (c) =>
-    c.json({ queues: `${base}/queues`, audit: `${base}/audit?project=&since=&limit=&cursor=` }),
+    c.json({ queues: `${base}/queues`, audit: `${base}/audit?project=&outcome=&since=&limit=&cursor=` }),
   );
   app.all(`${base}/*`, (c) => c.json({ error: "not_found" }, 404));
   return app;

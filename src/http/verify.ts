@@ -29,9 +29,16 @@ function safeEqual(a: string, b: string): boolean {
 
 /** X-Gitlab-Token against every configured secret (several during a rotation); no early exit. */
 export function verifyToken(presented: string | undefined, secrets: readonly string[]): boolean {
-  if (presented === undefined || presented === "") return false;
-  let match = false;
-  for (const secret of secrets) match = safeEqual(presented, secret) || match;
+  return matchToken(presented, secrets) >= 0;
+}
+
+/** Index of the secret X-Gitlab-Token equals, or -1; every secret is compared (no early exit). */
+export function matchToken(presented: string | undefined, secrets: readonly string[]): number {
+  if (presented === undefined || presented === "") return -1;
+  let match = -1;
+  secrets.forEach((secret, i) => {
+    if (safeEqual(presented, secret) && match < 0) match = i;
+  });
   return match;
 }
 
@@ -52,6 +59,17 @@ export function verifySignature(
   signingTokens: readonly string[],
   nowSeconds: number = Math.floor(Date.now() / 1000),
 ): VerifyResult {
+  const r = matchSignature(headers, rawBody, signingTokens, nowSeconds);
+  return r.ok ? { ok: true, method: "signature" } : r;
+}
+
+/** Which signing token signed the delivery (index), or why none did; every token is tried (no early exit). */
+export function matchSignature(
+  headers: SignatureHeaders,
+  rawBody: Uint8Array,
+  signingTokens: readonly string[],
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): { ok: true; index: number } | { ok: false; reason: string } {
   if (!headers.id || !headers.timestamp || !headers.signature) {
     return { ok: false, reason: "webhook-id, webhook-timestamp and webhook-signature are all required" };
   }
@@ -68,14 +86,14 @@ export function verifySignature(
     .map((s) => s.slice(3));
   if (presented.length === 0) return { ok: false, reason: "webhook-signature has no v1 signature" };
   const signed = Buffer.concat([Buffer.from(`${headers.id}.${headers.timestamp}.`), rawBody]);
-  let match = false;
-  for (const token of signingTokens) {
+  let match = -1;
+  signingTokens.forEach((token, i) => {
     const expected = createHmac("sha256", signingKey(token)).update(signed).digest("base64");
-    for (const sig of presented) match = safeEqual(sig, expected) || match;
-  }
-  return match
-    ? { ok: true, method: "signature" }
-    : { ok: false, reason: "webhook-signature does not match" };
+    let hit = false;
+    for (const sig of presented) hit = safeEqual(sig, expected) || hit;
+    if (hit && match < 0) match = i;
+  });
+  return match >= 0 ? { ok: true, index: match } : { ok: false, reason: "webhook-signature does not match" };
 }
 
 /** Signs like GitLab does; used by tests, the sandbox and benchmarks to send realistic deliveries. */

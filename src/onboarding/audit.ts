@@ -20,7 +20,8 @@ const auditTriggerSchema = z.strictObject({
 const recordBody = {
   time: z.iso.datetime({ offset: true }),
   trigger: auditTriggerSchema,
-  project: projectRefSchema,
+  /** Absent only for a refused delivery that named no project (e.g. a group hook sending a group_rename). */
+  project: projectRefSchema.optional(),
   /** Absent for project-wide changes (e.g. the onboarding issue). */
   environment: z.string().min(1).max(255).optional(),
   change: changeSchema,
@@ -48,6 +49,8 @@ export type AuditRecord = z.infer<typeof auditRecordSchema>;
 
 export interface AuditQuery {
   project?: number;
+  /** e.g. "refused": refused deliveries and commands. */
+  outcome?: AuditRecord["outcome"];
   /** ISO date-time or stream id; inclusive. Compared with the time the record was appended. */
   since?: string;
   /** 1..500, default 50. */
@@ -177,7 +180,7 @@ export class AuditLog {
       this.#key,
       "*",
       "project",
-      String(body.project.id),
+      body.project ? String(body.project.id) : "-",
       "record",
       JSON.stringify(body),
     );
@@ -206,7 +209,7 @@ export class AuditLog {
         lastScanned = id;
         scanned++;
         const rec = this.#decode(id, fields);
-        if (!rec || (q.project !== undefined && rec.project.id !== q.project)) continue;
+        if (!rec || !matches(rec, q)) continue;
         if (records.length === limit) {
           // A further match exists: the page is full and the next one starts after the last returned record.
           return { records, nextCursor: records[records.length - 1]?.id };
@@ -224,13 +227,15 @@ export class AuditLog {
   }
 
   /** Every record in stream (append) order, optionally filtered; streams in batches so memory stays flat. */
-  async *exportAll(filter: { project?: number; since?: string } = {}): AsyncGenerator<AuditRecord> {
+  async *exportAll(
+    filter: { project?: number; outcome?: AuditRecord["outcome"]; since?: string } = {},
+  ): AsyncGenerator<AuditRecord> {
     let start = filter.since ? sinceToStart(filter.since) : "-";
     for (;;) {
       const batch = await this.#redis.xrange(this.#key, start, "+", "COUNT", 500);
       for (const [id, fields] of batch) {
         const rec = this.#decode(id, fields);
-        if (rec && (filter.project === undefined || rec.project.id === filter.project)) yield rec;
+        if (rec && matches(rec, filter)) yield rec;
       }
       const last = batch[batch.length - 1];
       if (!last || batch.length < 500) return;
@@ -258,6 +263,13 @@ export class AuditLog {
     }
     return parsed.data;
   }
+}
+
+function matches(rec: AuditRecord, f: { project?: number; outcome?: AuditRecord["outcome"] }): boolean {
+  return (
+    (f.project === undefined || rec.project?.id === f.project) &&
+    (f.outcome === undefined || rec.outcome === f.outcome)
+  );
 }
 
 function compareIds(a: string, b: string): number {
