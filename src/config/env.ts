@@ -33,28 +33,28 @@ export interface NamespaceSecret {
 const namespaceSecrets = (what: "secret" | "signing token") =>
   z.string().transform((raw, ctx) => {
     const out: NamespaceSecret[] = [];
-    const problem = (message: string) => ctx.addIssue({ code: "custom", message });
-    raw.split(",").forEach((entry, i) => {
+    const problem = (message: string): void => {
+      ctx.addIssue({ code: "custom", message });
+    };
+    for (const [i, entry] of raw.split(",").entries()) {
       const e = entry.trim();
-      if (!e) return;
+      if (!e) continue;
       const n = i + 1;
       const eq = e.indexOf("=");
-      if (eq < 0) return problem(`entry ${n} has no "=": write <namespace full path>=<${what}>`);
-      const namespace = e.slice(0, eq).trim();
-      const secret = e.slice(eq + 1).trim();
-      if (!namespace)
-        return problem(`entry ${n} has an empty namespace: write <namespace full path>=<${what}>`);
-      if (!NAMESPACE_PATH.test(namespace)) {
-        return problem(
+      const namespace = eq < 0 ? "" : e.slice(0, eq).trim();
+      const secret = eq < 0 ? "" : e.slice(eq + 1).trim();
+      if (eq < 0) problem(`entry ${n} has no "=": write <namespace full path>=<${what}>`);
+      else if (!namespace)
+        problem(`entry ${n} has an empty namespace: write <namespace full path>=<${what}>`);
+      else if (!NAMESPACE_PATH.test(namespace)) {
+        problem(
           `entry ${n}: "${namespace}" is not a namespace full path such as acme or acme/platform (no "/" at either end)`,
         );
-      }
-      if (!secret) return problem(`entry ${n} (${namespace}) has an empty ${what}`);
-      if (what === "signing token" && !SIGNING_TOKEN.test(secret)) {
-        return problem(`entry ${n} (${namespace}): the signing token must look like "whsec_<base64>"`);
-      }
-      out.push({ namespace, secret });
-    });
+      } else if (!secret) problem(`entry ${n} (${namespace}) has an empty ${what}`);
+      else if (what === "signing token" && !SIGNING_TOKEN.test(secret)) {
+        problem(`entry ${n} (${namespace}): the signing token must look like "whsec_<base64>"`);
+      } else out.push({ namespace, secret });
+    }
     return out;
   });
 
