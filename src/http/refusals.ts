@@ -58,7 +58,7 @@ export function createRefusalRecorder(opts: {
     try {
       if (opts.redis && opts.keyPrefix) {
         const id = createHash("sha256")
-          .update(JSON.stringify([sourceKey(r.source), r.reason, r.project?.id ?? null, r.event]))
+          .update(JSON.stringify([sourceKey(r.source), r.reason, r.project ?? null, r.event]))
           .digest("hex");
         const first = await opts.redis.set(
           `${opts.keyPrefix}:refusal-audited:${id}`,

@@ -52,6 +52,15 @@ function claimedProject(json: unknown): ProjectRef | undefined {
     : undefined;
 }
 
+/** "System Hook/project_create" style, as the trigger names events; the header alone for the others. */
+function eventLabel(event: string, json: unknown): string {
+  const name =
+    typeof json === "object" && json !== null ? (json as { event_name?: unknown }).event_name : undefined;
+  return (event === "System Hook" || event === "Project Hook") && typeof name === "string"
+    ? `${event}/${name.slice(0, 64)}`
+    : event;
+}
+
 function parseJson(bytes: Uint8Array): { ok: true; json: unknown } | { ok: false; reason: string } {
   try {
     return { ok: true, json: JSON.parse(UTF8.decode(bytes)) };
@@ -101,6 +110,7 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
       status: 401 | 403,
       message: string,
       source: WebhookSource,
+      json: unknown,
       project?: ProjectRef,
       actor?: Actor,
     ) => {
@@ -109,7 +119,7 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
         status,
         message,
         source,
-        event,
+        event: eventLabel(event, json),
         eventId: webhookId ?? unsignedId ?? "(none)",
         ...(project ? { project } : {}),
         ...(actor ? { actor } : {}),
@@ -154,24 +164,21 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
     if (!auth?.ok) {
       if (!auth?.source || !auth.refusal) return unauthorized(auth?.reason ?? "not authenticated");
       const parsed = parseJson(body.bytes);
-      return refuse(
-        auth.refusal,
-        401,
-        auth.reason,
-        auth.source,
-        parsed.ok ? claimedProject(parsed.json) : undefined,
-      );
+      const json = parsed.ok ? parsed.json : undefined;
+      return refuse(auth.refusal, 401, auth.reason, auth.source, json, claimedProject(json));
     }
     const { source } = auth;
 
     if (source.kind === "namespace" && event === "System Hook") {
       const parsed = parseJson(body.bytes);
+      const json = parsed.ok ? parsed.json : undefined;
       return refuse(
         "system_hook",
         403,
         `a group hook secret (namespace ${source.namespace}) cannot send System Hook deliveries`,
         source,
-        parsed.ok ? claimedProject(parsed.json) : undefined,
+        json,
+        claimedProject(json),
       );
     }
 
@@ -202,6 +209,7 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
             ? `project ${project.path} is outside namespace ${source.namespace}, the only one this secret may speak for`
             : `a group hook secret (namespace ${source.namespace}) cannot send ${result.intent.type} events`,
           source,
+          parsed.json,
           project,
           result.actor,
         );
@@ -220,10 +228,7 @@ export function webhookRoutes(deps: WebhookDeps): Hono<Vars> {
     // replaying it within the signature's 5 minutes; keys are per source, so one source cannot pre-empt another's.
     const deliveryId = auth.signed ? webhookId : unsignedId;
     const trigger: Trigger = {
-      event:
-        event === "System Hook" || event === "Project Hook"
-          ? `${event}/${String((parsed.json as { event_name?: unknown }).event_name)}`
-          : event,
+      event: eventLabel(event, parsed.json),
       eventId: deliveryId ?? `generated-${randomUUID()}`,
       receivedAt: new Date().toISOString(),
       source,
