@@ -21,6 +21,11 @@ export interface AdminRoutesOptions {
   basePath: string;
   audit: AuditLog;
   logger?: Logger;
+  /**
+   * The service's public origin (PUBLIC_URL), which a browser puts in `Origin`. Absent: the request's own
+   * host (scheme ignored, as TLS may end at a proxy); set it when a proxy rewrites Host.
+   */
+  publicOrigin?: string;
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD"]);
@@ -42,8 +47,10 @@ const auditQuerySchema = z.object({
  * - No token configured: every path under basePath answers 503 with a message saying how to enable it.
  * - Admin token: the full board. Viewer token: a separate read-only board instance, and any non-GET is
  *   refused with 403 before it reaches Bull Board.
- * - Unsafe methods from another site (Sec-Fetch-Site) are refused: the browser replays cached Basic
- *   credentials on cross-site form posts, so the token alone does not stop CSRF.
+ * - Unsafe methods need proof of same origin and a JSON body (see unsafeRequestProblem): the browser replays
+ *   cached Basic credentials on cross-site form posts, so the token alone does not stop CSRF.
+ * - Bull Board's routes that forge or rewrite work (add a job, edit its data, ...) are refused for everyone
+ *   (FORBIDDEN_BOARD_WRITES): a hand-made job is the same primitive as a forged webhook.
  */
 export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
   const base = normaliseBasePath(opts.basePath);
@@ -83,8 +90,12 @@ export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
       opts.logger?.warn({ method: c.req.method, path: c.req.path }, "admin: viewer attempted a write");
       return c.json({ error: "forbidden", message: "The viewer token is read-only." }, 403);
     }
-    if (unsafe && isCrossSite(c)) {
-      return c.json({ error: "forbidden", message: "Cross-site requests may not change queues." }, 403);
+    if (unsafe) {
+      const refusal = unsafeRequestProblem(c, opts.publicOrigin);
+      if (refusal) {
+        opts.logger?.warn({ method: c.req.method, path: c.req.path, refusal }, "admin: write refused");
+        return c.json({ error: "forbidden", message: refusal }, 403);
+      }
     }
     if (unsafe) {
       opts.logger?.info({ method: c.req.method, path: c.req.path, role }, "admin action");
@@ -166,9 +177,59 @@ function isStatic(c: Context, base: string): boolean {
   return c.req.method === "GET" && c.req.path.startsWith(`${base}/queues/static/`) && c.res.status === 200;
 }
 
-function isCrossSite(c: Context): boolean {
+/**
+ * Proof that an unsafe request comes from the admin pages themselves: `Sec-Fetch-Site: same-origin`, or an
+ * `Origin` equal to the service's own. Either present and saying otherwise refuses; both missing refuses too
+ * (scripts send `Origin: <PUBLIC_URL>`). A body must be JSON: an HTML form can only send form or text types.
+ */
+function unsafeRequestProblem(c: Context, publicOrigin: string | undefined): string | undefined {
   const site = c.req.header("sec-fetch-site");
-  return site === "cross-site" || site === "same-site";
+  const origin = c.req.header("origin");
+  if (site !== undefined && site !== "same-origin") {
+    return `Cross-site requests may not change anything (Sec-Fetch-Site: ${site.slice(0, 32)}).`;
+  }
+  if (origin !== undefined && !sameOrigin(origin, c.req.url, publicOrigin)) {
+    return "Requests from another origin may not change anything (Origin does not match this service).";
+  }
+  if (site === undefined && origin === undefined) {
+    return "Changes need proof of same origin: send Origin (this service's URL, PUBLIC_URL) or come from the admin pages.";
+  }
+  // A declared type must be JSON (every HTML form declares one); without one, there must be no body.
+  const declared = c.req.header("content-type");
+  const type = declared?.split(";")[0]?.trim().toLowerCase();
+  const length = c.req.header("content-length");
+  const hasBody = (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
+  if (declared !== undefined ? type !== "application/json" : hasBody) {
+    return "Changes with a body need Content-Type: application/json.";
+  }
+  if (FORBIDDEN_BOARD_WRITES.some((re) => re.test(c.req.path))) {
+    return "Adding jobs and editing job data, delay, priority, schedulers or queue limits are switched off: jobs come only from verified webhooks and the bot's own schedule.";
+  }
+  return undefined;
 }
+
+function sameOrigin(origin: string, requestUrl: string, publicOrigin: string | undefined): boolean {
+  let o: URL;
+  try {
+    o = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (publicOrigin) return o.origin === publicOrigin;
+  return o.host.toLowerCase() === new URL(requestUrl).host.toLowerCase();
+}
+
+/**
+ * Bull Board API routes (relative to the board) that create or rewrite work. Retry, promote, clean, pause and
+ * resume stay; so do empty and obliterate, which only remove.
+ */
+const FORBIDDEN_BOARD_WRITES = [
+  /\/queues\/api\/queues\/[^/]+\/add$/,
+  /\/queues\/api\/queues\/[^/]+\/[^/]+\/update-data$/,
+  /\/queues\/api\/queues\/[^/]+\/[^/]+\/(?:delay|priority)$/,
+  /\/queues\/api\/queues\/[^/]+\/job-schedulers\//,
+  /\/queues\/api\/queues\/[^/]+\/(?:concurrency|rate-limit)$/,
+  /\/queues\/api\/metrics\/history\/purge$/,
+];
 
 export type { AdminRole };

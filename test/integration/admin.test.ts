@@ -200,7 +200,7 @@ describe("admin actions", () => {
   it("pauses and resumes a queue (kill switch)", async () => {
     const pause = await app.request(`/admin/queues/api/queues/${QUEUE}/pause`, {
       method: "PUT",
-      headers: bearer(ADMIN),
+      headers: { ...bearer(ADMIN), Origin: "http://localhost" },
     });
     expect(pause.status).toBe(200);
     expect(await queue.isPaused()).toBe(true);
@@ -209,7 +209,7 @@ describe("admin actions", () => {
     expect(queues.find((q) => q.name === QUEUE)?.isPaused).toBe(true);
     const resume = await app.request(`/admin/queues/api/queues/${QUEUE}/resume`, {
       method: "PUT",
-      headers: bearer(ADMIN),
+      headers: { ...bearer(ADMIN), "Sec-Fetch-Site": "same-origin" },
     });
     expect(resume.status).toBe(200);
     expect(await queue.isPaused()).toBe(false);
