@@ -532,6 +532,37 @@ describe("deduplication", () => {
   });
 });
 
+describe("one GitLab instance: X-Gitlab-Instance is never a trust signal", () => {
+  const body = () => fixtureText("gitlab/system-hook-project_create.json");
+
+  it("our instance (GITLAB_URL, any case, trailing slash) or no header: accepted; the header never reaches job data", async () => {
+    for (const instance of [undefined, "https://gitlab.example.com", "https://GitLab.example.com/"]) {
+      const res = await post("System Hook", body(), instance ? { "X-Gitlab-Instance": instance } : {});
+      expect(res.status, String(instance)).toBe(202);
+      const { jobId } = (await res.json()) as { jobId: string };
+      const raw = JSON.stringify(await redis.hgetall(`${prefix}:${QUEUES.events}:${jobId}`));
+      expect(raw).not.toMatch(/"instance"/);
+      expect(raw).not.toContain("GitLab.example.com");
+    }
+  });
+
+  it("another instance: acknowledged 2xx as ignored with a reason (not 401), nothing enqueued", async () => {
+    const before = await queue.count();
+    const res = await post("System Hook", body(), { "X-Gitlab-Instance": "https://other-gitlab.example.org" });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { reason: string }).reason).toMatch(/another GitLab instance/);
+    expect(await queue.count()).toBe(before);
+  });
+
+  it("the header grants nothing: our instance's name with a wrong secret is still 401", async () => {
+    const res = await post("System Hook", body(), {
+      "X-Gitlab-Instance": "https://gitlab.example.com",
+      "X-Gitlab-Token": "guess",
+    });
+    expect(res.status).toBe(401);
+  });
+});
+
 describe("job data carries no secret", () => {
   it("neither the webhook secret nor the signature reaches Redis", async () => {
     const res = await post("System Hook", fixtureText("gitlab/system-hook-project_create.json"));
