@@ -548,7 +548,9 @@ describe("one GitLab instance: X-Gitlab-Instance is never a trust signal", () =>
 
   it("another instance: acknowledged 2xx as ignored with a reason (not 401), nothing enqueued", async () => {
     const before = await queue.count();
-    const res = await post("System Hook", body(), { "X-Gitlab-Instance": "https://other-gitlab.example.org" });
+    const res = await post("System Hook", body(), {
+      "X-Gitlab-Instance": "https://other-gitlab.example.org",
+    });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { reason: string }).reason).toMatch(/another GitLab instance/);
     expect(await queue.count()).toBe(before);

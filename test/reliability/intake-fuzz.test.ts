@@ -221,7 +221,11 @@ describe("property-based fuzzing of POST /webhooks/gitlab", () => {
 
   it("X-Gitlab-Instance is no trust signal: another instance is ignored (2xx) with a reason, a missing one accepted", async () => {
     const [event, doc] = FIXTURES[0] as [string, unknown];
-    for (const instance of ["https://evil.example.com", "https://gitlab.example.com.evil.example", "not a url"]) {
+    for (const instance of [
+      "https://evil.example.com",
+      "https://gitlab.example.com.evil.example",
+      "not a url",
+    ]) {
       const r = await deliver(event, JSON.stringify(doc), instance);
       expect(r.status).toBe(200);
       expect(JSON.parse(r.text).reason).toMatch(/X-Gitlab-Instance names another GitLab instance/);
