@@ -164,10 +164,17 @@ describe("audit trail of a real flow", () => {
       headers: auth(stack.secrets.viewerToken),
     });
     expect(retry.status).toBe(403);
-    // The same request with the admin token is accepted (nothing failed, so nothing moves).
-    const adminRetry = await fetch(`${base}/api/queues/${QUEUES.events}/retry/failed`, {
+    // The same request with the admin token, from the service's own origin, is accepted (nothing failed, so
+    // nothing moves); without proof of same origin it is refused.
+    const noOrigin = await fetch(`${base}/api/queues/${QUEUES.events}/retry/failed`, {
       method: "PUT",
       headers: auth(stack.secrets.adminToken),
+    });
+    expect(noOrigin.status).toBe(403);
+    await noOrigin.text();
+    const adminRetry = await fetch(`${base}/api/queues/${QUEUES.events}/retry/failed`, {
+      method: "PUT",
+      headers: { ...auth(stack.secrets.adminToken), Origin: stack.service.url as string },
     });
     expect(adminRetry.status).toBe(200);
     await adminRetry.text();
