@@ -8,6 +8,7 @@ import type { Policy } from "./config/policy.ts";
 import { HANDLED_EVENTS } from "./gitlab/normalise.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./logging.ts";
+import { policyWarnings } from "./policy/rules.ts";
 import { createProducerConnection } from "./queue/connection.ts";
 import { createQueues, type Queues } from "./queue/queues.ts";
 import { traceFetch } from "./telemetry/hooks.ts";
@@ -46,6 +47,7 @@ export async function startService({
   handler,
   clients,
 }: ServiceOptions): Promise<Service> {
+  for (const warning of policyWarnings(policy)) logger.warn({ policy: config.policyFile }, warning);
   const redis = createProducerConnection(config.redisUrl, {}, config.redisSentinel);
   redis.on("error", (err) => logger.debug({ err: err.message }, "redis connection error"));
   const queues = createQueues(

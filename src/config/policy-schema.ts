@@ -1,5 +1,6 @@
 import picomatch from "picomatch";
 import { z } from "zod";
+import { isGroupId, parseTemplate } from "../policy/templates.ts";
 
 /** GitLab access levels, as numbers the members API returns. */
 export const ACCESS_LEVELS = {
@@ -12,10 +13,14 @@ export const ACCESS_LEVELS = {
 export type AccessLevelName = keyof typeof ACCESS_LEVELS;
 
 export const SUB_CLAIM_HEADS = ["project_path", "project_id"] as const;
-export const SUB_CLAIM_TAILS = ["ref_type", "ref", "deployment_tier", "environment_protected"] as const;
+export const SUB_CLAIM_TAILS = [
+  "ref_type",
+  "ref",
+  "deployment_tier",
+  "environment_protected",
+  "ref_protected",
+] as const;
 export type SubClaimComponent = (typeof SUB_CLAIM_HEADS)[number] | (typeof SUB_CLAIM_TAILS)[number];
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `branch:main`, `tag:v1.2.3`. The ref part is taken verbatim (GitLab refs are case-sensitive). */
 export const refRuleSchema = z
@@ -25,16 +30,44 @@ export const refRuleSchema = z
     message: "wildcards are not allowed: Entra matches subjects exactly; list each ref",
   });
 
+/** An Entra group object id, or a display-name template such as "sg-{namespace}-{environment}". */
+export const groupRefSchema = z.string().superRefine((ref, ctx) => {
+  if (isGroupId(ref)) return;
+  for (const problem of parseTemplate(ref).problems) {
+    ctx.addIssue({ code: "custom", message: `group "${ref}": ${problem}` });
+  }
+});
+
+/** A GitLab username ("alice", "@alice") or a group full path ("payments/leads"). */
+export const approverSchema = z
+  .string()
+  .regex(
+    /^@?[A-Za-z0-9_.][A-Za-z0-9_.-]*(\/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*$/,
+    'must be a GitLab username ("alice") or a group full path ("payments/leads")',
+  )
+  .max(255);
+
 export const environmentPolicySchema = z
   .object({
     refs: z.array(refRuleSchema).min(1, 'list at least one ref, e.g. ["branch:main"]'),
-    groups: z.array(z.string().regex(GUID, "must be an Entra group object id (a GUID)")).default([]),
+    groups: z.array(groupRefSchema).default([]),
     minAccessLevel: z
       .enum(Object.keys(ACCESS_LEVELS) as [AccessLevelName, ...AccessLevelName[]])
       .default("maintainer"),
     onFirstDeployment: z.boolean().default(false),
     /** Optional GitLab deployment tier this rule also matches on first sight (production, staging, ...). */
     tier: z.enum(["production", "staging", "testing", "development", "other"]).optional(),
+    /**
+     * Never onboarded automatically, needs approvers' consent when listed, FICs bound to protected refs.
+     * Default: true for an environment named production or of tier production.
+     */
+    privileged: z.boolean().optional(),
+    /** Privileged only: onboard on project creation / first deployment anyway (a documented risk). */
+    autoOnboard: z.boolean().default(false),
+    /** Privileged only: an `/entra approve <env>` from one of these is required before onboarding. */
+    approvers: z.array(approverSchema).min(1, "list at least one approver, or remove approvers:").optional(),
+    /** Privileged only: onboard even where GitLab cannot bind the credential to protected refs (a risk). */
+    allowUnprotectedRefs: z.boolean().default(false),
   })
   .strict();
 export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;
@@ -61,6 +94,31 @@ export const subClaimComponentsSchema = z
     }
   });
 
+const onProjectCreateSchema = z
+  .object({
+    environments: z.array(z.string().min(1)).default([]),
+    openIssue: z.boolean().default(true),
+    setCiVariables: z.boolean().default(true),
+  })
+  .strict();
+
+const environmentsSchema = z.record(z.string().min(1), environmentPolicySchema);
+/** Names that collide with Object.prototype in naive lookups (zod drops "__proto__" keys by itself). */
+const RESERVED_KEYS = ["prototype", "constructor"];
+
+/** One team's rules: the first rule whose match: fits a project's path_with_namespace applies to it. */
+export const ruleSchema = z
+  .object({
+    /** A label for messages and `policy explain`; defaults to rules[<index>]. */
+    name: z.string().min(1).max(100).optional(),
+    match: z.array(z.string().min(1)).min(1, 'list at least one glob, e.g. ["payments/**"]'),
+    /** Fields left out are taken from the top-level onProjectCreate. */
+    onProjectCreate: onProjectCreateSchema.partial().optional(),
+    environments: environmentsSchema,
+  })
+  .strict();
+export type PolicyRule = z.infer<typeof ruleSchema>;
+
 export const policySchema = z
   .object({
     gitlab: z
@@ -85,15 +143,21 @@ export const policySchema = z
       })
       .strict()
       .default({ include: ["**"], exclude: [] }),
-    onProjectCreate: z
-      .object({
-        environments: z.array(z.string().min(1)).default([]),
-        openIssue: z.boolean().default(true),
-        setCiVariables: z.boolean().default(true),
-      })
-      .strict()
-      .default({ environments: [], openIssue: true, setCiVariables: true }),
-    environments: z.record(z.string().min(1), environmentPolicySchema),
+    onProjectCreate: onProjectCreateSchema.default({
+      environments: [],
+      openIssue: true,
+      setCiVariables: true,
+    }),
+    /** The default rule: applies to projects no entry of rules: matches. */
+    environments: environmentsSchema.default({}),
+    /** Ordered; the first whose match: fits the project's path wins. */
+    rules: z.array(ruleSchema).default([]),
+    /** At most this many environments in one slash command. */
+    maxEnvironmentsPerCommand: z.number().int().min(1).max(100).default(10),
+    /** At most this many identities (app registrations) per project. */
+    maxIdentitiesPerProject: z.number().int().min(1).max(1000).default(20),
+    /** How long an `/entra approve <env>` stays valid (minutes). */
+    approvalValidForMinutes: z.number().int().min(1).max(10_080).default(1440),
     /** The CI snippet the bot posts by default; `/entra snippet <variant>` shows another on demand. */
     snippet: z
       .object({
@@ -118,14 +182,78 @@ export const policySchema = z
   })
   .strict()
   .superRefine((p, ctx) => {
-    for (const env of p.onProjectCreate.environments) {
-      if (!Object.keys(p.environments).some((key) => key === env || picomatch.isMatch(env, key))) {
+    checkRule(ctx, [], p.environments, p.onProjectCreate.environments, ["onProjectCreate", "environments"]);
+    p.rules.forEach((rule, i) => {
+      checkRule(
+        ctx,
+        ["rules", i],
+        rule.environments,
+        rule.onProjectCreate?.environments ?? p.onProjectCreate.environments,
+        rule.onProjectCreate?.environments
+          ? ["rules", i, "onProjectCreate", "environments"]
+          : ["onProjectCreate", "environments"],
+        rule.onProjectCreate?.environments ? undefined : `rules[${i}] inherits it`,
+      );
+    });
+  });
+export type Policy = z.infer<typeof policySchema>;
+
+/** Whether an environment is privileged: explicit, else named production or of tier production. */
+export function isPrivilegedSetting(key: string, env: EnvironmentPolicy, name = key, tier?: string | null) {
+  if (env.privileged !== undefined) return env.privileged;
+  return (
+    key.toLowerCase() === "production" ||
+    name.toLowerCase() === "production" ||
+    env.tier === "production" ||
+    tier === "production"
+  );
+}
+
+/** Every problem in one rule's environments; zod collects them all, so the operator fixes them in one go. */
+function checkRule(
+  ctx: z.RefinementCtx,
+  at: (string | number)[],
+  environments: Record<string, EnvironmentPolicy>,
+  onCreate: readonly string[],
+  onCreatePath: (string | number)[],
+  inherited?: string,
+): void {
+  const keys = Object.keys(environments);
+  for (const env of onCreate) {
+    if (!keys.some((key) => key === env || picomatch.isMatch(env, key))) {
+      ctx.addIssue({
+        code: "custom",
+        path: onCreatePath,
+        message: `environment "${env}" has no rule under ${at.length ? `rules[${at[1]}].` : ""}environments:${inherited ? ` (${inherited}; give the rule its own onProjectCreate)` : ""}`,
+      });
+    }
+  }
+  for (const [key, env] of Object.entries(environments)) {
+    const path = [...at, "environments", key];
+    if (RESERVED_KEYS.includes(key)) {
+      ctx.addIssue({ code: "custom", path, message: "this name is reserved; rename the environment" });
+    }
+    if (isPrivilegedSetting(key, env)) {
+      if (env.approvers && env.autoOnboard) {
         ctx.addIssue({
           code: "custom",
-          path: ["onProjectCreate", "environments"],
-          message: `environment "${env}" has no rule under environments:`,
+          path,
+          message:
+            "approvers and autoOnboard exclude each other: an automatic onboarding has nobody to approve it",
+        });
+      }
+      continue;
+    }
+    const why = env.privileged === false ? "privileged: false" : "not privileged";
+    for (const field of ["approvers", "autoOnboard", "allowUnprotectedRefs"] as const) {
+      const set = field === "approvers" ? env.approvers !== undefined : env[field];
+      if (set) {
+        ctx.addIssue({
+          code: "custom",
+          path: [...path, field],
+          message: `only applies to privileged environments, and "${key}" is ${why}; remove ${field} or set privileged: true`,
         });
       }
     }
-  });
-export type Policy = z.infer<typeof policySchema>;
+  }
+}

@@ -72,12 +72,13 @@ export function environmentRule(
 type Matcher = (path: string) => boolean;
 const scopeMatchers = new WeakMap<Policy, { include: Matcher[]; exclude: Matcher[] }>();
 
-/** Whether a project path is in the policy's scope (exclude wins over include). */
+/** Whether a project path is in the policy's scope (exclude wins over include; case-insensitive). */
 export function inScope(policy: Policy, pathWithNamespace: string): boolean {
   // Compiled once per policy: compiling globs on every webhook was a measurable share of intake CPU.
   let m = scopeMatchers.get(policy);
   if (!m) {
-    const opts = { nocase: false, dot: true };
+    // Case-insensitive like GitLab paths: an exclude must not be dodged by capitalising a group name.
+    const opts = { nocase: true, dot: true };
     m = {
       include: policy.scope.include.map((g) => picomatch(g, opts)),
       exclude: policy.scope.exclude.map((g) => picomatch(g, opts)),

@@ -7,6 +7,7 @@ import { createTokenCredential, graphScope } from "../entra/credential.ts";
 import { createGraphApi } from "../entra/graph-client.ts";
 import { BotServicePrincipal } from "../entra/self.ts";
 import { resolveIssuer } from "../onboarding/planner.ts";
+import { policyWarnings } from "../policy/rules.ts";
 
 /**
  * Least privilege, checked against the live configuration. Each check says what it looked at and, when it
@@ -295,11 +296,13 @@ async function checkRedis(config: Config, timeoutMs: number): Promise<CheckResul
 
 export async function runPreflight(deps: PreflightDeps): Promise<CheckResult[]> {
   const policy = "error" in deps.policy ? undefined : (deps.policy as Policy);
+  const warnings = policy ? policyWarnings(policy) : [];
   const policyCheck: CheckResult = policy
     ? {
         name: "policy",
         ok: true,
-        detail: `${deps.config.policyFile} is valid: ${Object.keys(policy.environments).length} environment rule(s)`,
+        detail: `${deps.config.policyFile} is valid: ${policy.rules.length} rule(s) and the default with ${Object.keys(policy.environments).length} environment(s)`,
+        ...(warnings.length ? { warning: warnings.join(`\n${"".padEnd(31)}`) } : {}),
       }
     : { name: "policy", ok: false, detail: (deps.policy as { error: string }).error };
   const [graph, gitlab, issuer, redis] = await Promise.all([

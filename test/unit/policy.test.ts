@@ -36,13 +36,13 @@ describe("policy", () => {
     expect(() => parsePolicy("environments: {}\nenvironments: {}\n")).toThrow(ConfigError);
   });
 
-  it("scope: globs over path_with_namespace, exclude wins, case-sensitive", () => {
+  it("scope: globs over path_with_namespace, exclude wins, case-insensitive like GitLab paths", () => {
     const p = testPolicy();
     expect(inScope(p, "group/project")).toBe(true);
     expect(inScope(p, "a/b/c/d")).toBe(true);
     expect(inScope(p, "excluded/thing")).toBe(false);
     expect(inScope(p, "excluded/deep/thing")).toBe(false);
-    expect(inScope(p, "Excluded/thing")).toBe(true);
+    expect(inScope(p, "Excluded/thing")).toBe(false);
     const narrow = parsePolicy(
       "scope:\n  include: ['platform/**']\n  exclude: ['platform/legacy-*']\nenvironments: {}\n",
     );
