@@ -13,9 +13,11 @@ import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { AuditLog } from "../src/onboarding/audit.ts";
 import { createEntraWriteAudit } from "../src/onboarding/entra-audit.ts";
+import { createBindingSource } from "../src/onboarding/binding.ts";
 import type { OnboardingDeps } from "../src/onboarding/onboard.ts";
 import { resolveIssuer } from "../src/onboarding/planner.ts";
 import { Registry } from "../src/onboarding/registry.ts";
+import { GroupResolver } from "../src/policy/group-resolver.ts";
 import type { Queues } from "../src/queue/queues.ts";
 
 /** Everything the job processors share, built once per worker process. */
@@ -33,6 +35,8 @@ export interface WorkerRuntime {
   botSp: BotServicePrincipal;
   issuer: string;
   tenantId: string;
+  /** Group templates -> ids, cached for the life of the worker. */
+  groups: GroupResolver;
   /**
    * Onboarding dependencies for one job: every Entra write it makes is audited under `trigger` (required, so
    * no Entra work can run unaudited). `where` labels ownership collisions in geb_ownership_collisions_total.
@@ -123,6 +127,7 @@ export function createWorkerRuntime(opts: {
   const registry = new Registry(redis, config.queuePrefix);
   const botSp = new BotServicePrincipal(graph, credential.clientId);
   const issuer = resolveIssuer(policy, config);
+  const groups = new GroupResolver(graph);
   return {
     config,
     policy,
@@ -136,6 +141,7 @@ export function createWorkerRuntime(opts: {
     botSp,
     issuer,
     tenantId: credential.tenantId,
+    groups,
     onboarding: (log, where, trigger) => ({
       graph,
       botSp,
@@ -144,6 +150,15 @@ export function createWorkerRuntime(opts: {
       policy,
       issuer,
       tenantId: credential.tenantId,
+      groups,
+      // Every worker path (commands, events, drift, renames) establishes the project's sub claim first.
+      binding: createBindingSource({
+        policy,
+        gitlab,
+        redis,
+        keyPrefix: config.queuePrefix,
+        ...(log ? { log } : {}),
+      }),
       // The identity lease follows the job lock: a SIGKILLed worker frees both at about the same time.
       ...(config.jobs ? { lock: { leaseMs: config.jobs.lockDurationMs } } : {}),
       ...(config.replication ? { replication: config.replication } : {}),

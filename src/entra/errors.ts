@@ -23,6 +23,9 @@ export type EntraErrorCode =
   | "AUTH_FAILED"
   | "PLAN_TOO_MANY_FICS"
   | "PLAN_INVALID"
+  /** A group template resolved to a display name no group has, or that several groups share. */
+  | "PLAN_GROUP_NOT_FOUND"
+  | "PLAN_GROUP_AMBIGUOUS"
   | "LOCK_TIMEOUT"
   | "LOCK_LOST";
 

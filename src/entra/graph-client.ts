@@ -17,6 +17,7 @@ import type {
   GraphApi,
   GraphApplication,
   GraphFic,
+  GraphGroup,
   GraphServicePrincipal,
   NewApplication,
 } from "./graph.ts";
@@ -47,6 +48,7 @@ const ficSchema = z.object({
   audiences: z.array(z.string()),
   description: z.string().nullish(),
 });
+const groupSchema = z.object({ id: z.string(), displayName: z.string().nullable().default("") });
 const directoryObjectSchema = z.object({ id: z.string(), "@odata.type": z.string().optional() });
 const page = <T extends z.ZodType>(item: T) =>
   z.object({ value: z.array(item), "@odata.nextLink": z.string().optional() });
@@ -85,6 +87,7 @@ const P = {
   appWrite: "Application.ReadWrite.OwnedBy",
   groupWrite: "GroupMember.ReadWrite.All (adding a service principal also needs Application.ReadWrite.All)",
   groupRemove: "GroupMember.ReadWrite.All",
+  groupRead: "GroupMember.Read.All (or Group.Read.All; GroupMember.ReadWrite.All includes it)",
 } as const;
 
 type Method = "GET" | "POST" | "PATCH" | "DELETE";
@@ -477,6 +480,15 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
           `/servicePrincipals/${servicePrincipalId}/ownedObjects?$select=id`,
         ),
       );
+    },
+
+    async listGroupsByDisplayName(displayName) {
+      const op = { action: `find the group named "${displayName}"`, permission: P.groupRead };
+      // The value comes from project paths and environment names: quote() doubles single quotes (OData
+      // string literal) and the whole clause is percent-encoded, so no character can end the literal.
+      const filter = encodeURIComponent(`displayName eq ${quote(displayName)}`);
+      const groups = await listAll(op, groupSchema, `/groups?$filter=${filter}&$select=id,displayName`);
+      return groups.map((g): GraphGroup => ({ id: g.id, displayName: g.displayName ?? "" }));
     },
   };
 }

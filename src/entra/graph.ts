@@ -54,6 +54,11 @@ export interface NewApplication {
   description?: string;
 }
 
+export interface GraphGroup {
+  id: string;
+  displayName: string;
+}
+
 export interface GraphApi {
   /** Apps carrying the exact tag (all pages). */
   listApplicationsByTag(tag: string): Promise<GraphApplication[]>;
@@ -103,4 +108,10 @@ export interface GraphApi {
   listServicePrincipalOwners(id: string): Promise<DirectoryObjectRef[]>;
   /** Objects a service principal owns: apps, service principals, ... (all pages). */
   listOwnedObjects(servicePrincipalId: string): Promise<DirectoryObjectRef[]>;
+
+  /**
+   * Groups whose displayName equals the value by Graph's `eq` (case-insensitive: callers compare exactly).
+   * Needs GroupMember.Read.All or Group.Read.All (GroupMember.ReadWrite.All includes it).
+   */
+  listGroupsByDisplayName(displayName: string): Promise<GraphGroup[]>;
 }

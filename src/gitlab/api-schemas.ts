@@ -24,6 +24,8 @@ export const memberSchema = z.object({
   id: z.number().int(),
   username: z.string().optional(),
   access_level: z.number().int(),
+  /** "active", "awaiting" (pending seat), "blocked", ...; absent on old versions. */
+  state: z.string().optional(),
 });
 
 export const issueSchema = z.object({

@@ -149,6 +149,13 @@ export interface GitLabApi {
     projectId: ProjectId,
     opts?: { states?: "available" | "stopping" | "stopped" },
   ): Promise<GitLabEnvironment[]>;
+  /** A user as GitLab knows them now (usernames can change; ids cannot). null when there is none. */
+  getUser(userId: number): Promise<GitLabUser | null>;
+  /**
+   * The user's effective access level in a group (GET /groups/:id/members/all/:user_id: direct, inherited
+   * from ancestor groups and invited), or null when not a member or the group does not exist.
+   */
+  groupMemberAccessLevel(groupPath: string, userId: number): Promise<number | null>;
 }
 
 export interface GitLabApiOptions {
@@ -314,6 +321,14 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
             reason: `GitLab refused the sub-claim components: ${messageText(err)}`,
           };
         }
+        // PUT /projects/:id needs Maintainer (authorize_admin_project); a lower role gets 403.
+        if (isGitLabError(err) && err.status === 403) {
+          return {
+            status: "unsupported",
+            reason:
+              "GitLab answered 403 Forbidden to PUT /projects/:id: the bot user needs the Maintainer role in the project to set ci_id_token_sub_claim_components",
+          };
+        }
         throw err;
       }
       const after = toProject(raw).ciIdTokenSubClaimComponents;
@@ -452,6 +467,28 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
         if (isGitLabError(err) && err.status === 400 && /already been taken/i.test(messageText(err))) {
           return { op: "updated", variable: await editVariable(projectId, input) };
         }
+        throw err;
+      }
+    },
+
+    async getUser(userId) {
+      try {
+        return parse(userSchema, await gl.Users.show(userId), "user");
+      } catch (err) {
+        if (isGitLabError(err) && err.status === 404) return null;
+        throw err;
+      }
+    },
+
+    async groupMemberAccessLevel(groupPath, userId) {
+      try {
+        const raw: unknown = await gl.GroupMembers.show(groupPath, userId, { includeInherited: true });
+        const member = parse(memberSchema, raw, "group member");
+        // Blocked or pending members keep their row but cannot act.
+        return member.state === undefined || member.state === "active" ? member.access_level : null;
+      } catch (err) {
+        // 404 "Not found" (not a member) and "Group Not Found" (no such group, or invisible to the bot) alike.
+        if (isGitLabError(err) && err.status === 404) return null;
         throw err;
       }
     },

@@ -1,4 +1,6 @@
 import type { Policy } from "../config/policy.ts";
+import { environmentFor } from "../policy/rules.ts";
+import { renderGroupRef, templateValues } from "../policy/templates.ts";
 import { planIdentity } from "./planner.ts";
 import type { RegisteredProject } from "./registry.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
@@ -21,7 +23,20 @@ export function withRegisteredEnvironments(
     if (present.has(environment)) continue;
     let plan: ReturnType<typeof planIdentity>;
     try {
-      plan = planIdentity({ project: result.project, environment, policy, issuer });
+      // For display only: templates stand as their rendered names (no Graph call while reporting).
+      const values = templateValues(result.project.path, environment);
+      const groups = environmentFor(policy, result.project.path, environment)?.settings.groups.map((g) => {
+        const r = renderGroupRef(g, values);
+        return r.kind === "id" ? r.id : r.displayName;
+      });
+      plan = planIdentity({
+        project: result.project,
+        environment,
+        policy,
+        issuer,
+        ...(groups ? { groups } : {}),
+        binding: { components: [...result.subClaimComponents] },
+      });
     } catch {
       plan = undefined;
     }

@@ -1,4 +1,5 @@
 import type { Policy } from "../config/policy.ts";
+import { isGroupId } from "../policy/templates.ts";
 
 /**
  * The Entra groups the bot manages memberships in: those some current policy rule names. Only there does the
@@ -13,8 +14,11 @@ import type { Policy } from "../config/policy.ts";
  */
 export function managedGroups(policy: Policy): ReadonlySet<string> {
   const groups = new Set<string>();
-  for (const rule of Object.values(policy.environments)) {
-    for (const g of rule.groups) groups.add(g.toLowerCase());
+  // Every rule's object ids; groups named by template count once resolved (the caller adds the ones it
+  // resolved, and the memberships the bot made: memberships.ts).
+  for (const envs of [policy.environments, ...policy.rules.map((r) => r.environments)]) {
+    for (const env of Object.values(envs))
+      for (const g of env.groups) if (isGroupId(g)) groups.add(g.toLowerCase());
   }
   return groups;
 }

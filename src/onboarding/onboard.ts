@@ -1,10 +1,16 @@
 import type { Redis } from "ioredis";
 import type { Policy } from "../config/policy.ts";
+import type { SubClaimComponent } from "../config/policy-schema.ts";
 import { EntraError } from "../entra/errors.ts";
 import type { GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
 import type { EntraWriteAudit } from "./entra-audit.ts";
+import { GroupResolver } from "../policy/group-resolver.ts";
+import { bindingRefusal, defaultBinding } from "../policy/protection.ts";
+import { environmentFor, projectRule } from "../policy/rules.ts";
+import { templateValues } from "../policy/templates.ts";
+import type { BindingSource } from "./binding.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
 import { managedGroups } from "./managed-groups.ts";
 import { parseIdentityTags } from "./naming.ts";
@@ -43,6 +49,13 @@ export interface OnboardingDeps {
    * lock) and records the planned writes as "intended" before making them, and records the outcome after.
    */
   audit?: EntraWriteAudit;
+  /** Resolves group templates (cached per worker); default: a fresh resolver per call. */
+  groups?: GroupResolver;
+  /**
+   * Establishes the project's sub-claim components in GitLab (binding.ts). Without it (tests of the
+   * reconciler alone) subjects use the policy's components and nothing is bound or refused for binding.
+   */
+  binding?: BindingSource;
 }
 
 /**
@@ -74,6 +87,7 @@ function result(
   project: ProjectRef,
   mode: Mode,
   envs: EnvironmentOutcome[],
+  components: readonly SubClaimComponent[] = deps.policy.gitlab.subClaimComponents,
 ): OnboardResult {
   return {
     project,
@@ -81,7 +95,7 @@ function result(
     tenantId: deps.tenantId,
     issuer: deps.issuer,
     audience: deps.policy.gitlab.audience,
-    subClaimComponents: [...deps.policy.gitlab.subClaimComponents],
+    subClaimComponents: [...components],
     environments: envs,
   };
 }
@@ -97,22 +111,58 @@ export async function onboardProject(
   let tagged: GraphApplication[] | undefined;
   const outcomes: EnvironmentOutcome[] = [];
   const audited = mode === "apply" ? deps.audit : undefined;
-  for (const environment of [...new Set(input.environments)]) {
+  const wanted = [...new Set(input.environments)];
+  // GitLab first: what it puts in `sub` decides every subject below (and whether privileged ones may exist).
+  const binding =
+    deps.binding && wanted.length ? await deps.binding(project, mode) : defaultBinding(deps.policy);
+  const groups = deps.groups ?? new GroupResolver(deps.graph);
+  for (const environment of wanted) {
     const empty = { environment, refs: [], subjects: [], groups: [] };
+    const decision = environmentFor(deps.policy, project.path, environment);
+    if (!decision) {
+      const rule = projectRule(deps.policy, project.path);
+      outcomes.push({
+        ...empty,
+        status: "refused",
+        changes: [],
+        message: `the policy has no rule for environment "${environment}" in ${rule.index < 0 ? "its default environments" : `rule ${rule.name}`} (which governs ${project.path}): add ${rule.path}.${environment} (or a glob key such as "${environment.split("/")[0]}/*") with its refs to the policy file`,
+      });
+      continue;
+    }
+    const refusal = deps.binding ? bindingRefusal(binding, decision) : undefined;
+    if (refusal) {
+      // An identity made before binding existed is not torn down by an upgrade: say so, leave it to people.
+      const registered = (await registry.get(project.id))?.environments;
+      const existing =
+        registered && Object.hasOwn(registered, environment) ? registered[environment] : undefined;
+      const message = existing
+        ? `${refusal} Its existing credentials (app ${existing.appId}) were left as they are; \`/entra offboard ${environment}\` removes them.`
+        : refusal;
+      deps.log?.(`${environment}: refused: ${message}`);
+      outcomes.push({ ...empty, refs: [...decision.settings.refs], status: "refused", changes: [], message });
+      continue;
+    }
     let plan: ReturnType<typeof planIdentity>;
     try {
-      plan = planIdentity({ project, environment, policy: deps.policy, issuer: deps.issuer });
+      const groupIds = await groups.resolve(
+        decision.settings.groups,
+        templateValues(project.path, environment),
+        `${decision.where}.groups`,
+      );
+      plan = planIdentity({
+        project,
+        environment,
+        policy: deps.policy,
+        issuer: deps.issuer,
+        groups: groupIds,
+        binding,
+      });
     } catch (err) {
       outcomes.push(settle(environment, err, empty));
       continue;
     }
     if (!plan) {
-      outcomes.push({
-        ...empty,
-        status: "refused",
-        changes: [],
-        message: `the policy has no rule for environment "${environment}": add environments.${environment} (or a glob key such as "${environment.split("/")[0]}/*") with its refs to the policy file`,
-      });
+      outcomes.push({ ...empty, status: "refused", changes: [], message: `no rule for "${environment}"` });
       continue;
     }
     const desired = plan;
@@ -132,7 +182,7 @@ export async function onboardProject(
       const options = {
         botSpId,
         pins: registry.pinStore(project.id, project.path, environment),
-        managedGroups: managed,
+        managedGroups: new Set([...managed, ...desired.groups]),
         tagged: seen,
         ...(deps.replication ? { replication: deps.replication } : {}),
       };
@@ -185,7 +235,7 @@ export async function onboardProject(
       outcomes.push(failed);
     }
   }
-  return result(deps, project, mode, outcomes);
+  return result(deps, project, mode, outcomes, binding.components);
 }
 
 export async function offboardProject(

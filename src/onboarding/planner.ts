@@ -1,10 +1,13 @@
 import type { Config } from "../config/env.ts";
-import { environmentRule, type Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy.ts";
 import type { SubClaimComponent } from "../config/policy-schema.ts";
 import { EntraError } from "../entra/errors.ts";
 import type { FicSpec } from "../entra/graph.ts";
 import { buildSubject, parseRefRule } from "../entra/subject.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
+import { type ProjectBinding, type RefProtectedValue, refProtectedValues } from "../policy/protection.ts";
+import { environmentFor } from "../policy/rules.ts";
+import { isGroupId } from "../policy/templates.ts";
 import { appDisplayName, environmentTag, ficName, identityTags, MAX_TAG_LENGTH } from "./naming.ts";
 
 /** Entra's hard cap per app registration. */
@@ -22,6 +25,10 @@ export interface IdentityPlan {
   environment: string;
   /** The policy key that matched (the name or a glob). */
   rule: string;
+  /** Where that key is in the policy file, e.g. "rules[0].environments.production". */
+  where: string;
+  /** Whether the environment is privileged (never onboarded automatically; FICs bound to protected refs). */
+  privileged: boolean;
   displayName: string;
   tags: string[];
   /** Tag that finds this identity's app with one filtered list call. */
@@ -40,6 +47,13 @@ export interface PlanInput {
   tier?: string | null;
   /** environment_protected claim value, when the policy puts it in `sub`; defaults to "true". */
   environmentProtected?: boolean;
+  /**
+   * Group object ids, resolved from the rule's group templates (GroupResolver). Required when the rule names
+   * groups by template: the planner is pure and does not call Graph.
+   */
+  groups?: readonly string[];
+  /** What GitLab puts in `sub` for this project (protection.ts); default: the policy's components. */
+  binding?: ProjectBinding;
 }
 
 /** Issuer exactly as GitLab writes `iss`: policy, else GITLAB_OIDC_ISSUER, else GITLAB_URL; never normalised. */
@@ -71,7 +85,7 @@ export function subjectFor(
   components: readonly SubClaimComponent[],
   project: ProjectRef,
   refRule: string,
-  env: { tier: string; protected: boolean },
+  env: { tier: string; protected: boolean; refProtected?: RefProtectedValue | undefined },
 ): string {
   const { refType, ref } = parseRefRule(refRule);
   return buildSubject(components, {
@@ -81,6 +95,7 @@ export function subjectFor(
     ref,
     deployment_tier: env.tier,
     environment_protected: String(env.protected),
+    ref_protected: env.refProtected,
   });
 }
 
@@ -91,13 +106,20 @@ export function subjectFor(
  */
 export function planIdentity(input: PlanInput): IdentityPlan | undefined {
   const { project, environment, policy, issuer } = input;
-  const resolved = environmentRule(policy, environment, input.tier);
+  const resolved = environmentFor(policy, project.path, environment, input.tier);
   if (!resolved) return undefined;
-  const refs = [...new Set(resolved.policy.refs)];
-  if (refs.length > MAX_FICS_PER_APP) {
+  const binding = input.binding ?? { components: [...policy.gitlab.subClaimComponents] };
+  const components = binding.components;
+  const variants = refProtectedValues(policy, binding, resolved);
+  const refs = [...new Set(resolved.settings.refs)];
+  if (refs.length * variants.length > MAX_FICS_PER_APP) {
+    const per =
+      variants.length > 1
+        ? ` (${variants.length} credentials per ref: this project's subjects carry ref_protected, and "${environment}" accepts both protected and unprotected refs)`
+        : "";
     throw new EntraError({
       code: "PLAN_TOO_MANY_FICS",
-      message: `environment "${environment}" (policy key environments.${resolved.rule}.refs) lists ${refs.length} refs, but Entra allows at most ${MAX_FICS_PER_APP} federated credentials per app registration; list at most ${MAX_FICS_PER_APP} refs or split the environment`,
+      message: `environment "${environment}" (policy key ${resolved.where}.refs) lists ${refs.length} refs${per}, but Entra allows at most ${MAX_FICS_PER_APP} federated credentials per app registration; list at most ${Math.floor(MAX_FICS_PER_APP / variants.length)} refs or split the environment`,
     });
   }
   if (environmentTag(environment).length > MAX_TAG_LENGTH) {
@@ -106,34 +128,53 @@ export function planIdentity(input: PlanInput): IdentityPlan | undefined {
       message: `environment name "${environment.slice(0, 40)}..." is too long to tag in Entra (max ${MAX_TAG_LENGTH - 11} characters)`,
     });
   }
+  let groups: string[];
+  if (input.groups) {
+    groups = input.groups.map((g) => g.toLowerCase());
+  } else {
+    const templates = resolved.settings.groups.filter((g) => !isGroupId(g));
+    if (templates.length > 0) {
+      throw new EntraError({
+        code: "PLAN_INVALID",
+        message: `group templates of ${resolved.where}.groups (${templates.join(", ")}) must be resolved to group ids before planning`,
+      });
+    }
+    groups = resolved.settings.groups.map((g) => g.toLowerCase());
+  }
   const prefix = policy.naming.prefix;
-  const tier = input.tier ?? resolved.policy.tier ?? guessTier(environment);
-  const env = { tier, protected: input.environmentProtected ?? true };
-  const components = policy.gitlab.subClaimComponents;
-  const fics = refs.map(
-    (refRule): DesiredFic => ({
-      name: ficName(prefix, refRule),
-      refRule,
-      issuer,
-      subject: subjectFor(components, project, refRule, env),
-      audiences: [policy.gitlab.audience],
-      description: `gitlab-entra-bot: ${refRule} of GitLab project ${project.id} (${environment})`.slice(
-        0,
-        600,
-      ),
-    }),
+  const tier = input.tier ?? resolved.settings.tier ?? guessTier(environment);
+  const envClaims = { tier, protected: input.environmentProtected ?? true };
+  const fics = refs.flatMap((refRule) =>
+    variants.map(
+      (refProtected): DesiredFic => ({
+        // The protected (or only) variant keeps the ref rule's own name, so binding a credential that
+        // existed before re-subjects it in place.
+        name: refProtected === "false" ? ficName(prefix, `${refRule} unprotected`) : ficName(prefix, refRule),
+        refRule,
+        issuer,
+        subject: subjectFor(components, project, refRule, { ...envClaims, refProtected }),
+        audiences: [policy.gitlab.audience],
+        description:
+          `gitlab-entra-bot: ${refRule}${refProtected ? ` (ref_protected ${refProtected})` : ""} of GitLab project ${project.id} (${environment})`.slice(
+            0,
+            600,
+          ),
+      }),
+    ),
   );
   const tags = identityTags(project.id, environment, project.path);
   return {
     projectId: project.id,
     projectPath: project.path,
     environment,
-    rule: resolved.rule,
+    rule: resolved.key,
+    where: resolved.where,
+    privileged: resolved.privileged,
     displayName: appDisplayName(prefix, project.path, environment),
     tags,
     lookupTag: tags[1] ?? "",
     fics,
-    groups: [...new Set(resolved.policy.groups.map((g) => g.toLowerCase()))],
+    groups: [...new Set(groups)],
     refs,
   };
 }

@@ -430,13 +430,13 @@ export async function reconcileIdentity(
             otherwise: (e, age) =>
               age !== undefined
                 ? undefined
-                : memberAddNotFound(e, { group: g, spId, appId: appRef.appId, rule: plan.rule }),
+                : memberAddNotFound(e, { group: g, spId, appId: appRef.appId, where: plan.where }),
           },
           log,
           () => graph.addGroupMember(g, spId),
         );
       } catch (err) {
-        if (err instanceof EntraError && notFoundNames(err, g)) throw groupMissing(err, g, plan.rule);
+        if (err instanceof EntraError && notFoundNames(err, g)) throw groupMissing(err, g, plan.where);
         throw err;
       }
     }
@@ -485,21 +485,21 @@ export async function reconcileIdentity(
   return { identity, changes };
 }
 
-function groupMissing(err: EntraError, group: string, rule: string): EntraError {
+function groupMissing(err: EntraError, group: string, where: string): EntraError {
   return new EntraError({
     code: "GRAPH_NOT_FOUND",
     permanent: true,
     ...(err.status !== undefined ? { status: err.status } : {}),
     ...(err.graphCode !== undefined ? { graphCode: err.graphCode } : {}),
     ...(err.requestId !== undefined ? { requestId: err.requestId } : {}),
-    message: `group ${group} (policy key environments.${rule}.groups) does not exist in the tenant; fix the group object id in the policy. ${err.message}`,
+    message: `group ${group} (policy key ${where}.groups) does not exist in the tenant; fix the group object id in the policy. ${err.message}`,
   });
 }
 
 /** A 404 on a group add for a principal the bot did not create recently: say which object Graph named. */
 function memberAddNotFound(
   err: EntraError,
-  ctx: { group: string; spId: string; appId: string; rule: string },
+  ctx: { group: string; spId: string; appId: string; where: string },
 ): EntraError {
   const named = notFoundNames(err, ctx.spId);
   return new EntraError({
@@ -510,7 +510,7 @@ function memberAddNotFound(
     ...(err.requestId !== undefined ? { requestId: err.requestId } : {}),
     message: named
       ? `Graph answered that service principal ${ctx.spId} (client id ${ctx.appId}) does not exist while adding it to group ${ctx.group}, though the bot read it moments before and did not create it recently (so this is not replication delay). Retry the job; if it persists, check the principal in Entra. ${err.message}`
-      : `group ${ctx.group} (policy key environments.${ctx.rule}.groups) or service principal ${ctx.spId} does not exist: Graph did not say which. Check the group object id in the policy. ${err.message}`,
+      : `group ${ctx.group} (policy key ${ctx.where}.groups) or service principal ${ctx.spId} does not exist: Graph did not say which. Check the group object id in the policy. ${err.message}`,
   });
 }
 

@@ -8,6 +8,7 @@ import { createGraphApi } from "../entra/graph-client.ts";
 import { BotServicePrincipal } from "../entra/self.ts";
 import { resolveIssuer } from "../onboarding/planner.ts";
 import { policyWarnings } from "../policy/rules.ts";
+import { isGroupId } from "../policy/templates.ts";
 
 /**
  * Least privilege, checked against the live configuration. Each check says what it looked at and, when it
@@ -28,8 +29,26 @@ export const GROUP_ROLES = ["GroupMember.ReadWrite.All", "Application.ReadWrite.
 /** The GitLab token scope the bot needs (issues, notes, CI variables, project settings, members). */
 export const REQUIRED_GITLAB_SCOPE = "api";
 
+/** Roles that can run `GET /groups?$filter=displayName eq '...'` (group templates), least privileged first. */
+export const GROUP_READ_ROLES = [
+  "GroupMember.Read.All",
+  "Group.Read.All",
+  "GroupMember.ReadWrite.All",
+  "Group.ReadWrite.All",
+  "Directory.Read.All",
+] as const;
+
+function allEnvironments(policy: Policy) {
+  return [policy.environments, ...policy.rules.map((r) => r.environments)].flatMap((e) => Object.values(e));
+}
+
 export function policyUsesGroups(policy: Policy): boolean {
-  return Object.values(policy.environments).some((e) => e.groups.length > 0);
+  return allEnvironments(policy).some((e) => e.groups.length > 0);
+}
+
+/** Whether some rule names a group by display-name template (resolved through Graph). */
+export function policyUsesGroupTemplates(policy: Policy): boolean {
+  return allEnvironments(policy).some((e) => e.groups.some((g) => !isGroupId(g)));
 }
 
 /** The app roles the bot needs for this policy. */
@@ -116,6 +135,17 @@ async function checkGraph(deps: PreflightDeps, policy: Policy | undefined): Prom
     ...(extra.length ? { warning: `broader than needed: ${extra.join(", ")}` } : {}),
   });
   out.push(await checkOwnership(config, credential));
+
+  if (policy && policyUsesGroupTemplates(policy)) {
+    const reader = GROUP_READ_ROLES.find((r) => roles.includes(r));
+    out.push({
+      name: "graph-group-read",
+      ok: reader !== undefined,
+      detail: reader
+        ? `the policy names groups by display-name template; ${reader} lets the bot look them up (GET /groups?$filter=displayName eq '...')`
+        : `the policy names groups by display-name template, which the bot looks up with GET /groups?$filter=displayName eq '...': grant GroupMember.Read.All (least privileged; Group.Read.All or GroupMember.ReadWrite.All also work) and admin consent. Granted now: ${roles.join(", ") || "(none)"}`,
+    });
+  }
   return out;
 }
 

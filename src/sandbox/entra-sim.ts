@@ -65,6 +65,8 @@ export interface SimRequestRecord {
   status: number;
   /** graph: a plain Graph call; batch: the $batch envelope; batch-item: one request inside it; login: token/discovery. */
   kind: "graph" | "batch" | "batch-item" | "login";
+  /** Query parameters of a plain Graph call, decoded (e.g. `$filter`), to pin request shapes in tests. */
+  query?: Record<string, string>;
 }
 
 export interface EntraSimulator {
@@ -300,11 +302,13 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     }
     const isBatch = path === "/$batch";
     const res = await respondGraph(c, version, path, ids, isBatch);
+    const query = Object.fromEntries(new URL(c.req.url).searchParams);
     record({
       method: c.req.method,
       path: `/${version}${path}`,
       status: res.status,
       kind: isBatch ? "batch" : "graph",
+      ...(Object.keys(query).length ? { query } : {}),
     });
     const headers = new Headers(res.headers);
     headers.set("request-id", requestId);

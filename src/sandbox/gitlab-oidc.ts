@@ -114,6 +114,8 @@ export async function createOidcIssuer(): Promise<OidcIssuer> {
         ref: opts.ref,
         deployment_tier: env?.tier,
         environment_protected: environmentProtected,
+        // 18.7+: like the other protection components, only in jobs that have an environment.
+        ref_protected: env ? refProtected : undefined,
       });
       const user = opts.user ?? { id: 1, login: "sample-user", email: "sample-user@example.com" };
       const refPath = `refs/${opts.refType === "branch" ? "heads" : "tags"}/${opts.ref}`;

@@ -15,6 +15,8 @@ import {
   now,
   type SimEnvironment,
   type SimMergeRequest,
+
+  type SimGroup,
   type SimNote,
   type SimProject,
   type SimState,
@@ -25,6 +27,7 @@ import {
 
 export type {
   SimEnvironment,
+  SimGroup,
   SimIssue,
   SimMergeRequest,
   SimNote,
@@ -122,6 +125,8 @@ export interface MintForProject {
   refType: "branch" | "tag";
   audience: string;
   environment?: { name: string; tier?: string; protected?: boolean };
+  /** Whether the ref is protected in the project (a fork's merge-request pipeline's is not). Default false. */
+  refProtected?: boolean;
   overrides?: Record<string, unknown>;
 }
 
@@ -138,6 +143,8 @@ export interface GitLabSimulator {
   addMember(projectId: number, userId: number, accessLevel: number, opts?: { inherited?: boolean }): void;
   removeMember(projectId: number, userId: number): void;
   addEnvironment(projectId: number, env: string | { name: string; tier?: string }): SimEnvironment;
+  /** A GitLab group with direct members (userId -> access level); ancestors' members are inherited. */
+  addGroup(path: string, members?: Record<number, number>): SimGroup;
   renameProject(id: number, newPath: string): SimProject;
   /** A human's comment on an issue (what a Note Hook would then report); `internal` for an internal note. */
   addUserNote(
@@ -165,7 +172,7 @@ const projectSeedSchema = z.object({
   id: z.number().int().positive().optional(),
   path: z.string().regex(/^[\w.-]+(\/[\w.-]+)+$/, "must be group/project"),
   visibility: z.enum(["private", "internal", "public"]).optional(),
-  subClaimSupport: z.enum(["modern", "legacy", "absent"]).optional(),
+  subClaimSupport: z.enum(["modern", "legacy", "basic", "absent"]).optional(),
   subClaimComponents: z.array(z.string()).optional(),
   members: z.record(z.string(), z.number().int()).optional(),
   inheritedMembers: z.record(z.string(), z.number().int()).optional(),
@@ -283,6 +290,20 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     addEnvironment(projectId: number, env: string | { name: string; tier?: string }) {
       return addEnvironment(state, mustProject(projectId), env);
     },
+    addGroup(path: string, members: Record<number, number> = {}): SimGroup {
+      state.groups = state.groups.filter((g) => g.path !== path);
+      const group: SimGroup = {
+        id: ++state.seq.namespace,
+        path,
+        members: Object.entries(members).map(([u, level]) => ({
+          userId: Number(u),
+          accessLevel: level,
+          inherited: false,
+        })),
+      };
+      state.groups.push(group);
+      return group;
+    },
     renameProject(id: number, newPath: string): SimProject {
       const p = mustProject(id);
       if (state.projects.some((x) => x.path === newPath && x !== p))
@@ -363,6 +384,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
         refType: opts.refType,
         subClaimComponents: p.subClaimComponents as SubClaimComponent[],
         environment: opts.environment,
+        ...(opts.refProtected !== undefined ? { refProtected: opts.refProtected } : {}),
         overrides: opts.overrides,
       });
     },
@@ -592,6 +614,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
         environment: z
           .object({ name: z.string(), tier: z.string().optional(), protected: z.boolean().optional() })
           .optional(),
+        refProtected: z.boolean().optional(),
       })
       .safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) return c.json({ error: parsed.error.issues }, 400);

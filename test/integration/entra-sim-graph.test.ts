@@ -444,6 +444,23 @@ describe("groups", () => {
     expect((await graph("GET", `/v1.0/servicePrincipals/${sp.id}/memberOf`)).body.value).toEqual([]);
   });
 
+  it("lists groups filtered by displayName (eq ignores case) with $select, as in Learn's group-list example", async () => {
+    // Learn, "List groups": GET https://graph.microsoft.com/v1.0/groups?$filter=displayName eq '...'&$select=...
+    const q = (name: string) =>
+      `/v1.0/groups?$filter=${encodeURIComponent(`displayName eq '${name}'`)}&$select=id,displayName`;
+    const exact = await graph("GET", q(GROUP.displayName));
+    expect(exact.status).toBe(200);
+    expect(exact.body.value).toEqual([{ id: GROUP.id, displayName: GROUP.displayName }]);
+    expect(exact.body["@odata.context"]).toMatch(/\$metadata#groups/);
+    expect((await graph("GET", q(GROUP.displayName.toUpperCase()))).body.value).toEqual([
+      { id: GROUP.id, displayName: GROUP.displayName },
+    ]);
+    expect((await graph("GET", q("no-such-group"))).body.value).toEqual([]);
+    // An unescaped quote is a syntax error, not a wider filter.
+    const bad = await graph("GET", q("x' or displayName eq 'azure-prod-deployers"));
+    expect(bad.status).toBe(400);
+  });
+
   it("answers 404 Request_ResourceNotFound for an unknown member or group", async () => {
     const ghost = "5b31c38c-2584-42f0-aa47-657fb3a84230";
     const ref = { "@odata.id": `https://graph.microsoft.com/v1.0/directoryObjects/${ghost}` };

@@ -235,6 +235,8 @@ function collection(
     typeName: string;
     /** Objects a list read may miss right after their creation (faults.replication.staleLists), by id. */
     fresh?: ReadonlyMap<string, { createdAtMs: number }>;
+
+    caseless?: readonly string[];
   },
 ): GraphResponse {
   const { fresh, ...rest } = opts;
@@ -922,11 +924,14 @@ function groups(env: GraphEnv, req: GraphRequest, first: Segment, rest: Segment[
   if (!first.key && rest.length === 0) {
     if (req.method !== "GET") throw METHOD_NOT_ALLOWED();
     requireAny(req.caller, READ_GROUPS);
+    // GET /groups?$filter=displayName eq '...'&$select=id,displayName (Learn: group-list, "Get groups
+    // filtered by display name"); the comparison ignores case.
     return collection(env, req, [...state.groups.values()].map(groupJson), {
       fragment: "groups",
       filterable: ["id", "displayName"],
       resource: "group",
       typeName: "microsoft.graph.group",
+      caseless: ["displayName"],
     });
   }
   const groupId = first.key ? first.key.value : (rest[0]?.name ?? "");

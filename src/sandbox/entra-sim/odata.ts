@@ -4,7 +4,8 @@ import { GraphFailure } from "./envelope.ts";
 type Predicate = (entity: Record<string, unknown>) => boolean;
 
 const STRING = "'((?:[^']|'')*)'";
-const CLAUSES: Array<{ re: RegExp; build: (m: RegExpExecArray) => { property: string; test: Predicate } }> = [
+type Build = (m: RegExpExecArray, caseless: readonly string[]) => { property: string; test: Predicate };
+const CLAUSES: Array<{ re: RegExp; build: Build }> = [
   {
     re: new RegExp(`^(\\w+)/any\\((\\w+):\\s*\\2 eq ${STRING}\\)`),
     build: (m) => {
@@ -29,10 +30,17 @@ const CLAUSES: Array<{ re: RegExp; build: (m: RegExpExecArray) => { property: st
   },
   {
     re: new RegExp(`^(\\w+) eq ${STRING}`),
-    build: (m) => {
+    build: (m, caseless) => {
       const property = m[1] as string;
       const value = unquote(m[2] as string);
-      return { property, test: (e) => e[property] === value };
+      if (!caseless.includes(property)) return { property, test: (e) => e[property] === value };
+      // Directory string properties compare case-insensitively (a group named "SG-Team" answers
+      // displayName eq 'sg-team'); callers that need exact names must compare themselves.
+      const folded = value.toLowerCase();
+      return {
+        property,
+        test: (e) => typeof e[property] === "string" && (e[property] as string).toLowerCase() === folded,
+      };
     },
   },
 ];
@@ -42,7 +50,12 @@ function unquote(s: string): string {
 }
 
 /** Parses `$filter`; rejects properties the resource does not support filtering on, as Graph does. */
-export function parseFilter(filter: string, filterable: readonly string[], resource: string): Predicate {
+export function parseFilter(
+  filter: string,
+  filterable: readonly string[],
+  resource: string,
+  caseless: readonly string[] = [],
+): Predicate {
   const predicates: Predicate[] = [];
   let rest = filter.trim();
   for (;;) {
@@ -50,7 +63,7 @@ export function parseFilter(filter: string, filterable: readonly string[], resou
     for (const clause of CLAUSES) {
       const m = clause.re.exec(rest);
       if (!m) continue;
-      const { property, test } = clause.build(m);
+      const { property, test } = clause.build(m, caseless);
       if (!filterable.includes(property)) {
         throw new GraphFailure(
           400,
@@ -83,11 +96,13 @@ export function applyQuery(
     nextLinkBase: string;
     /** Replication lag: entities this (stale) replica does not return although they match. */
     stale?: (entity: Record<string, unknown>) => boolean;
+    /** Properties whose `eq` ignores case, as Graph's does for directory objects' names. */
+    caseless?: readonly string[];
   },
 ): { value: Array<Record<string, unknown>>; nextLink?: string } {
   let result = items;
   const filter = query.get("$filter");
-  if (filter) result = result.filter(parseFilter(filter, opts.filterable, opts.resource));
+  if (filter) result = result.filter(parseFilter(filter, opts.filterable, opts.resource, opts.caseless));
   const stale = opts.stale;
   if (stale) result = result.filter((e) => !stale(e));
   const offset = Number(

@@ -13,6 +13,8 @@ import {
 } from "./present.ts";
 import {
   findProject,
+  findUser,
+  groupMemberLevel,
   memberLevel,
   now,
   type SimIssue,
@@ -27,15 +29,9 @@ type C = Context<SimEnv>;
 
 const MASKABLE = /^[a-zA-Z0-9_+=/@:.~-]{8,}$/;
 const VARIABLE_KEY = /^[a-zA-Z0-9_]{1,255}$/;
-/** Components allowed by GitLab 17.10+ (and 18.7+ environment-bound ones). */
-const LEGACY_ALLOWED = [
-  "project_path",
-  "ref_type",
-  "ref",
-  "ref_protected",
-  "environment_protected",
-  "deployment_tier",
-];
+/** Components allowed by GitLab 17.10..18.6, then 18.7+ (environment-bound ones added). */
+const BASIC_ALLOWED = ["project_path", "ref_type", "ref"];
+const LEGACY_ALLOWED = [...BASIC_ALLOWED, "ref_protected", "environment_protected", "deployment_tier"];
 const MODERN_ALLOWED = [...LEGACY_ALLOWED, "project_id"];
 /**
  * `PUT /projects/:id` declares `at_least_one_of` over its update parameters (lib/api/projects.rb,
@@ -173,11 +169,12 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
         return badRequest(c, "ci_id_token_sub_claim_components is invalid");
       const list = wanted as string[];
       const errors: string[] = [];
-      if (a.project.subClaimSupport === "legacy") {
+      if (a.project.subClaimSupport === "legacy" || a.project.subClaimSupport === "basic") {
+        const allowed = a.project.subClaimSupport === "basic" ? BASIC_ALLOWED : LEGACY_ALLOWED;
         if (list[0] !== "project_path")
           errors.push("project_path must be the first element of the sub claim");
         for (const x of list)
-          if (!LEGACY_ALLOWED.includes(x)) errors.push(`${x} is not an allowed sub claim component`);
+          if (!allowed.includes(x)) errors.push(`${x} is not an allowed sub claim component`);
       } else {
         if (list[0] !== "project_path" && list[0] !== "project_id")
           errors.push("project_path or project_id must be the first element of the sub claim");
@@ -188,6 +185,25 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
       a.project.subClaimComponents = [...list];
     }
     return c.json(presentProject(baseUrl(), a.project, a.level));
+  });
+
+  // GET /users/:id (doc/api/users.md "Get a single user"): public fields for any signed-in user.
+  api.get("/users/:id", (c) => {
+    const id = Number(c.req.param("id"));
+    const user = findUser(state, id);
+    if (!user) return notFound(c, "404 User Not Found");
+    return c.json(presentUser(baseUrl(), user, id));
+  });
+
+  // GET /groups/:id/members/all/:user_id (doc/api/members.md): direct, inherited and invited members.
+  api.get("/groups/:id/members/all/:userId", (c) => {
+    const path = c.req.param("id") ?? "";
+    if (!state.groups.some((g) => g.path.toLowerCase() === path.toLowerCase()))
+      return notFound(c, "404 Group Not Found");
+    const userId = Number(c.req.param("userId"));
+    const level = groupMemberLevel(state, path, userId);
+    if (level === null) return notFound(c);
+    return c.json({ ...presentMember(baseUrl(), state, userId, level), state: "active" });
   });
 
   api.get("/projects/:id/members/all/:userId", (c) => {

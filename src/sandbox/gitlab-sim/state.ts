@@ -14,10 +14,20 @@ export interface SimUser {
 /**
  * How this project's GitLab handles `ci_id_token_sub_claim_components`:
  * - "modern": accepts project_id or project_path as the first element (the newest GitLab);
- * - "legacy": 17.10..19.x, refuses anything but project_path first (400, exact body of MR 182257);
+ * - "legacy": 18.7..19.x, refuses anything but project_path first (400, exact body of MR 182257);
+ * - "basic": 17.10..18.6, also refuses the 18.7 components (ref_protected, environment_protected,
+ *   deployment_tier) with "<x> is not an allowed sub claim component";
  * - "absent": older than 17.10: the attribute is not shown and silently ignored on PUT.
  */
-export type SubClaimSupport = "modern" | "legacy" | "absent";
+export type SubClaimSupport = "modern" | "legacy" | "basic" | "absent";
+
+/** A GitLab group (for approvers given as group paths): members/all also lists ancestors' members. */
+export interface SimGroup {
+  id: number;
+  /** Full path, e.g. "payments/leads". */
+  path: string;
+  members: SimMember[];
+}
 
 export interface SimMember {
   userId: number;
@@ -111,6 +121,7 @@ export interface SimProject {
 export interface SimState {
   users: SimUser[];
   projects: SimProject[];
+  groups: SimGroup[];
   /** Global id sequences, like GitLab's database ids. */
   seq: {
     project: number;
@@ -128,6 +139,7 @@ export function createState(): SimState {
   return {
     users: [],
     projects: [],
+    groups: [],
     seq: { project: 100, issue: 5000, note: 9000, award: 700, environment: 300, namespace: 60 },
   };
 }
@@ -149,6 +161,19 @@ export function memberLevel(project: SimProject, userId: number, includeInherite
   const levels = project.members
     .filter((m) => m.userId === userId && (includeInherited || !m.inherited))
     .map((m) => m.accessLevel);
+  return levels.length ? Math.max(...levels) : null;
+}
+
+/** Effective level in a group: its own members and those of every ancestor group (GitLab inheritance). */
+export function groupMemberLevel(state: SimState, groupPath: string, userId: number): number | null {
+  const group = state.groups.find((g) => g.path.toLowerCase() === groupPath.toLowerCase());
+  if (!group) return null;
+  const chain = state.groups.filter(
+    (g) =>
+      group.path.toLowerCase() === g.path.toLowerCase() ||
+      group.path.toLowerCase().startsWith(`${g.path.toLowerCase()}/`),
+  );
+  const levels = chain.flatMap((g) => g.members.filter((m) => m.userId === userId).map((m) => m.accessLevel));
   return levels.length ? Math.max(...levels) : null;
 }
 
