@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import type { Job } from "bullmq";
-import { environmentRule } from "../src/config/policy.ts";
 import { doctorReply } from "../src/doctor/reply.ts";
 import { NAME_ENVIRONMENTS, unknownCommandPreface } from "../src/gitlab/command-replies.ts";
 import { helpText, parseCommand } from "../src/gitlab/commands.ts";
@@ -10,9 +9,13 @@ import type { Logger } from "../src/logging.ts";
 import { authorizeCommand } from "../src/onboarding/authorize.ts";
 import { moveProject, offboardProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
 import { parseSnippetArgs, snippetReply } from "../src/onboarding/snippet-command.ts";
-import type { OnboardResult } from "../src/onboarding/types.ts";
+import type { EnvironmentOutcome, OnboardResult } from "../src/onboarding/types.ts";
+import { projectRule } from "../src/policy/rules.ts";
 import type { EventJob, ReportJob } from "../src/queue/jobs.ts";
+import { approveCommand } from "./approve-command.ts";
 import { answerMergeRequestComment } from "./merge-request-comment.ts";
+import { onboardCommand } from "./onboard-command.ts";
+import { commandLimitMessage, firstSightCheck, identityLimitGate, onCreateGate } from "./policy-gate.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
 type CommandIntent = Extract<Intent, { type: "command" }>;
@@ -48,9 +51,21 @@ async function onProjectCreated(
   intent: Extract<Intent, { type: "project.created" }>,
   trigger: Trigger,
 ) {
-  const envs = rt.policy.onProjectCreate.environments;
-  if (envs.length === 0) return { skipped: "policy onProjectCreate.environments is empty" };
-  return onboardAndReport(rt, job, trigger, intent.project, envs, rt.policy.onProjectCreate.openIssue);
+  // Privileged environments are never granted by creating a project (unless autoOnboard): they are listed
+  // in the onboarding issue with how to request them.
+  const gate = onCreateGate(rt.policy, intent.project);
+  if (gate.environments.length + gate.outcomes.length === 0)
+    return { skipped: "policy onProjectCreate.environments is empty" };
+  const limited = await identityLimitGate(rt, intent.project.id, gate.environments);
+  return onboardAndReport(
+    rt,
+    job,
+    trigger,
+    intent.project,
+    limited.environments,
+    gate.rule.onProjectCreate.openIssue,
+    [...gate.outcomes, ...limited.outcomes],
+  );
 }
 
 /** Automatic onboarding (no command): apply, audit, then report with the project-creation settings. */
@@ -61,17 +76,19 @@ async function onboardAndReport(
   project: { id: number; path: string },
   environments: string[],
   issue: boolean,
+  extra: EnvironmentOutcome[] = [],
 ) {
-  const result = await onboardProject(
+  const onboarded = await onboardProject(
     rt.onboarding((l) => void job.log(l), "onboarding", trigger),
     { project, environments, mode: "apply" },
   );
+  const result = { ...onboarded, environments: [...onboarded.environments, ...extra] };
   const reportId = await report(rt, job, {
     trigger,
     project,
     result,
     subClaim: wantsSubClaim(rt),
-    ciVariables: rt.policy.onProjectCreate.setCiVariables,
+    ciVariables: projectRule(rt.policy, project.path).onProjectCreate.setCiVariables,
     issue,
   });
   return { environments: summary(result), report: reportId };
@@ -86,9 +103,12 @@ async function onEnvironmentSeen(
   const registered = await rt.registry.get(intent.project.id);
   const candidates: string[] = [];
   for (const env of intent.environments) {
-    const rule = environmentRule(rt.policy, env.name, env.tier);
-    if (!rule?.policy.onFirstDeployment) continue;
-    if (registered?.environments[env.name]) continue;
+    if (registered && Object.hasOwn(registered.environments, env.name)) continue;
+    const check = await firstSightCheck(rt, intent.project, env, trigger.actor?.id);
+    if (!check.ok) {
+      await job.log(`first sight of ${env.name}: not onboarded: ${check.reason}`);
+      continue;
+    }
     // First sight is remembered for good: an environment offboarded on purpose is not re-onboarded by the
     // next deployment. HSETNX makes concurrent events for the same environment onboard it once; a retry of
     // the same event finds its own id there and carries on.
@@ -100,7 +120,8 @@ async function onEnvironmentSeen(
   }
   if (candidates.length === 0) return { skipped: "no environment to onboard on first sight" };
   await job.log(`first sight of ${candidates.join(", ")} in a ${intent.source} event`);
-  return onboardAndReport(rt, job, trigger, intent.project, candidates, true);
+  const limited = await identityLimitGate(rt, intent.project.id, candidates);
+  return onboardAndReport(rt, job, trigger, intent.project, limited.environments, true, limited.outcomes);
 }
 
 async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, trigger: Trigger, log: Logger) {
@@ -124,23 +145,34 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
     return {
       reply: await report(rt, job, {
         ...base,
-        reply: reply(md`${preface}${helpText(rt.policy)}`, command.kind === "help" ? "thumbsup" : false),
+        reply: reply(
+          md`${preface}${helpText(rt.policy, intent.project.path)}`,
+          command.kind === "help" ? "thumbsup" : false,
+        ),
       }),
     };
   }
+  const toReport = (data: ReportJob) => report(rt, job, data);
+  if (command.kind === "approve") return approveCommand(rt, job, intent, trigger, log, toReport);
 
   const envs =
     command.kind === "onboard" || command.kind === "plan"
       ? command.environments.length
         ? command.environments
-        : rt.policy.onProjectCreate.environments
+        : projectRule(rt.policy, intent.project.path).onProjectCreate.environments
       : command.kind === "offboard"
         ? command.environments.length
           ? command.environments
           : Object.keys((await rt.registry.get(intent.project.id))?.environments ?? {})
         : [];
+  // The limit is on what a comment names; defaults (the rule's, or every identity to offboard) are the policy's.
+  const tooMany =
+    "environments" in command ? commandLimitMessage(rt.policy, command.environments) : undefined;
+  if (tooMany)
+    return { refused: true, reply: await report(rt, job, { ...base, reply: reply(tooMany, false) }) };
   const auth = await authorizeCommand(rt.gitlab, rt.policy, intent.project.id, intent.author.id, envs, {
     removal: command.kind === "offboard",
+    projectPath: intent.project.path,
   });
   if (!auth.ok) {
     log.info({ user: intent.author.username, command: command.kind }, "command refused");
@@ -160,22 +192,15 @@ async function onCommand(rt: WorkerRuntime, job: Job, intent: CommandIntent, tri
           }),
         };
       }
+      if (command.kind === "onboard") return onboardCommand(rt, job, intent, trigger, envs, toReport);
       const result = await onboardProject(deps, {
         project: intent.project,
         environments: envs,
-        mode: command.kind === "plan" ? "plan" : "apply",
+        mode: "plan",
       });
-      const apply = command.kind === "onboard";
       return {
         environments: summary(result),
-        reply: await report(rt, job, {
-          ...base,
-          result,
-          subClaim: apply && wantsSubClaim(rt),
-          ciVariables: apply && rt.policy.onProjectCreate.setCiVariables,
-          issue: apply,
-          reply: reply(),
-        }),
+        reply: await report(rt, job, { ...base, result, reply: reply() }),
       };
     }
     case "status": {

@@ -1,4 +1,6 @@
 import type { Policy } from "../config/policy.ts";
+import { isPrivilegedSetting } from "../config/policy-schema.ts";
+import { projectRule } from "../policy/rules.ts";
 import { cell, code, join, md, plain, type SafeMarkdown, trusted } from "./markdown-inert.ts";
 import { LINE_BREAK, ownTextLines } from "./markdown-lines.ts";
 
@@ -7,11 +9,20 @@ import { LINE_BREAK, ownTextLines } from "./markdown-lines.ts";
  * line; `/entra` is not one of them, so the bot owns exactly the lines that start with it.
  */
 
-export const COMMAND_WORDS = ["onboard", "plan", "status", "offboard", "help", "doctor", "snippet"] as const;
+export const COMMAND_WORDS = [
+  "onboard",
+  "plan",
+  "status",
+  "offboard",
+  "approve",
+  "help",
+  "doctor",
+  "snippet",
+] as const;
 export type CommandWord = (typeof COMMAND_WORDS)[number];
 
 export type ParsedCommand =
-  | { kind: "onboard" | "plan" | "offboard"; environments: string[] }
+  | { kind: "onboard" | "plan" | "offboard" | "approve"; environments: string[] }
   | { kind: "status" }
   | { kind: "help" }
   /** `rest`: everything after the word, raw (claims pasted from a failed pipeline span several lines). */
@@ -60,6 +71,7 @@ export function parseCommand(note: string): ParsedCommand | null {
     case "onboard":
     case "plan":
     case "offboard":
+    case "approve":
       return { kind: word, environments: environmentArgs(rest.split("\n")[0] ?? "") };
     case "status":
       return { kind: "status" };
@@ -128,12 +140,22 @@ export function roleLabel(name: string): string {
 }
 
 /** Markdown answer to `/entra help`, built from the policy so it always tells the truth about this install. */
-export function helpText(policy: Policy): SafeMarkdown {
-  const envRows = Object.entries(policy.environments).map(([name, rule]) => {
-    const refs = join(rule.refs.map(cell), ", ");
-    return md`| ${cell(name)} | ${refs} | ${plain(roleLabel(rule.minAccessLevel))} | ${rule.onFirstDeployment ? trusted("yes") : trusted("no")} |`;
+export function helpText(policy: Policy, projectPath?: string): SafeMarkdown {
+  // With the project's path, the rule that governs that project; else the top-level environments.
+  const rule = projectPath === undefined ? undefined : projectRule(policy, projectPath);
+  const environments = rule ? [...rule.environments] : Object.entries(policy.environments);
+  const envRows = environments.map(([name, env]) => {
+    const refs = join(env.refs.map(cell), ", ");
+    const privileged = isPrivilegedSetting(name, env);
+    const approval = env.approvers?.length
+      ? md`yes: ${join(env.approvers.map(cell), ", ")}`
+      : privileged
+        ? trusted("no (privileged)")
+        : trusted("no");
+    const first = env.onFirstDeployment && (!privileged || env.autoOnboard) ? trusted("yes") : trusted("no");
+    return md`| ${cell(name)} | ${refs} | ${plain(roleLabel(env.minAccessLevel))} | ${approval} | ${first} |`;
   });
-  const defaults = policy.onProjectCreate.environments;
+  const defaults = (rule?.onProjectCreate ?? policy.onProjectCreate).environments;
   return join([
     trusted("### `/entra` commands"),
     trusted(""),
@@ -150,6 +172,9 @@ export function helpText(policy: Policy): SafeMarkdown {
       "| `/entra offboard [env ...]` | Removes the identities (pipelines of those environments can no longer log in) |",
     ),
     trusted(
+      "| `/entra approve <env ...>` | An approver consents to setting up a privileged environment (the request, or the next `onboard`, then proceeds) |",
+    ),
+    trusted(
       "| `/entra snippet <azure-cli\\|terraform\\|azure-sdk> [env ...]` | Shows the CI snippet for the Azure CLI, Terraform (azurerm) or the Azure SDK |",
     ),
     trusted(
@@ -164,9 +189,9 @@ export function helpText(policy: Policy): SafeMarkdown {
     trusted("#### Environments the policy allows"),
     trusted(""),
     trusted(
-      "| Environment | Refs that may log in | Minimum role to run commands | Onboarded on first deployment |",
+      "| Environment | Refs that may log in | Minimum role to run commands | Approval needed | Onboarded on first deployment |",
     ),
-    trusted("|---|---|---|---|"),
+    trusted("|---|---|---|---|---|"),
     ...envRows,
     trusted(""),
     md`Token subject: ${code(policy.gitlab.subClaimComponents.join(", "))}; audience: ${code(policy.gitlab.audience)}.`,

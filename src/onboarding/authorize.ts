@@ -1,8 +1,9 @@
-import { environmentRule, type Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy.ts";
 import { ACCESS_LEVELS, type AccessLevelName } from "../config/policy-schema.ts";
 import type { GitLabApi } from "../gitlab/api.ts";
 import { roleLabel } from "../gitlab/commands.ts";
 import { code, join, md, plain, type SafeMarkdown, trusted } from "../gitlab/markdown-inert.ts";
+import { allRules, defaultRule, environmentIn, projectRule } from "../policy/rules.ts";
 
 /**
  * Who may run a slash command: a public project lets any signed-in user comment, so the commenter's
@@ -35,8 +36,10 @@ export function accessLevelName(level: number): string {
  */
 function strictestRole(policy: Policy): AccessLevelName {
   let name: AccessLevelName = "maintainer";
-  for (const rule of Object.values(policy.environments)) {
-    if (ACCESS_LEVELS[rule.minAccessLevel] > ACCESS_LEVELS[name]) name = rule.minAccessLevel;
+  for (const rule of allRules(policy)) {
+    for (const env of rule.environments.values()) {
+      if (ACCESS_LEVELS[env.minAccessLevel] > ACCESS_LEVELS[name]) name = env.minAccessLevel;
+    }
   }
   return name;
 }
@@ -47,12 +50,15 @@ export async function authorizeCommand(
   projectId: number,
   userId: number,
   environments: readonly string[],
-  opts: { removal?: boolean } = {},
+  opts: { removal?: boolean; projectPath?: string } = {},
 ): Promise<AuthorizeResult> {
-  const unknown = environments.filter((env) => !environmentRule(policy, env));
+  // The rule that governs this project (the top-level default rule when no path is given).
+  const rule = opts.projectPath === undefined ? defaultRule(policy) : projectRule(policy, opts.projectPath);
+  const ruleFor = (env: string) => environmentIn(rule, env);
+  const unknown = environments.filter((env) => !ruleFor(env));
   // Removing an identity whose rule was deleted must stay possible, but not for less than it took to create.
   if (unknown.length > 0 && !opts.removal) {
-    const allowed = join(Object.keys(policy.environments).map(code), ", ");
+    const allowed = join([...rule.environments.keys()].map(code), ", ");
     return {
       ok: false,
       message: md`The platform policy has no rule for ${join(unknown.map(code), ", ")}, so the bot cannot set up Azure access for ${unknown.length === 1 ? trusted("it") : trusted("them")}. Environments the policy allows: ${allowed}. Ask your platform team to add a rule if you need one.`,
@@ -63,7 +69,7 @@ export async function authorizeCommand(
   let required: { name: AccessLevelName; env?: string } = { name: MIN_LEVEL_WITHOUT_ENVIRONMENTS };
   const perEnv = environments.map((env) => ({
     env,
-    name: environmentRule(policy, env)?.policy.minAccessLevel ?? strictestRole(policy),
+    name: ruleFor(env)?.settings.minAccessLevel ?? strictestRole(policy),
   }));
   if (perEnv.length > 0) {
     const max = Math.max(...perEnv.map((e) => ACCESS_LEVELS[e.name]));

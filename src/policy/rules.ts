@@ -87,6 +87,11 @@ export function projectRule(policy: Policy, projectPath: string): ProjectRule {
   return i >= 0 ? (c.rules[i] as ProjectRule) : c.fallback;
 }
 
+/** The top-level environments as a rule (projects no entry of rules: matches). */
+export function defaultRule(policy: Policy): ProjectRule {
+  return compile(policy).fallback;
+}
+
 /** Every rule, the default last (policy explain, validation, help). */
 export function allRules(policy: Policy): ProjectRule[] {
   const c = compile(policy);

@@ -14,9 +14,8 @@ import {
   type NewProjectInput,
   now,
   type SimEnvironment,
-  type SimMergeRequest,
-
   type SimGroup,
+  type SimMergeRequest,
   type SimNote,
   type SimProject,
   type SimState,

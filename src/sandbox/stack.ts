@@ -15,16 +15,31 @@ export const SANDBOX = {
   botClientId: "0a1b2c3d-4e5f-4061-8273-94a5b6c7d8e9",
   productionGroup: "11111111-1111-4111-8111-111111111111",
   stagingGroup: "22222222-2222-4222-8222-222222222222",
+  /** Team groups, found by the policy's display-name template sg-{top}-{environment}. */
+  teamGroups: {
+    "sg-payments-staging": "33333333-3333-4333-8333-333333333301",
+    "sg-payments-production": "33333333-3333-4333-8333-333333333302",
+    "sg-shop-staging": "33333333-3333-4333-8333-333333333303",
+    "sg-shop-production": "33333333-3333-4333-8333-333333333304",
+  },
+  /** The GitLab group whose members approve payments' production. */
+  approverGroup: "payments/leads",
   users: {
     bot: { id: 99, username: "entra-bot", name: "Entra bot" },
     alice: { id: 2, username: "alice", name: "Alice (maintainer)" },
     dave: { id: 3, username: "dave", name: "Dave (developer)" },
     rita: { id: 4, username: "rita", name: "Rita (reporter)" },
+    erin: { id: 5, username: "erin", name: "Erin (payments lead)" },
   },
 } as const;
 
+/**
+ * Sandbox policy: two teams (payments, shop) whose projects get identities in their own groups through one
+ * template; production privileged (approvers, protected refs); a safe staging onboarded automatically; every
+ * other project (a personal one, say) gets the shared staging only, and production never by creating it.
+ */
 export function sandboxPolicyYaml(): string {
-  return `# Sandbox policy: two environments, production only from main.
+  return `# Sandbox policy: team rules with a group template; production privileged everywhere.
 gitlab:
   subClaimComponents: [project_path, ref_type, ref]
   audience: api://AzureADTokenExchange
@@ -32,15 +47,16 @@ scope:
   include: ["**"]
   exclude: ["sandbox-excluded/**"]
 onProjectCreate:
-  environments: [staging, production]
+  environments: [staging]
   openIssue: true
   setCiVariables: true
+# The default rule: projects no rule below matches (personal projects, other teams).
 environments:
   production:
     refs: ["branch:main"]
     groups: ["${SANDBOX.productionGroup}"]
     minAccessLevel: maintainer
-    onFirstDeployment: false
+    approvers: ["alice"]
   staging:
     refs: ["branch:main", "branch:develop"]
     groups: ["${SANDBOX.stagingGroup}"]
@@ -50,6 +66,32 @@ environments:
     refs: ["branch:develop"]
     minAccessLevel: developer
     onFirstDeployment: true
+rules:
+  - name: payments
+    match: ["payments/**"]
+    environments:
+      staging:
+        refs: ["branch:main", "branch:develop"]
+        groups: ["sg-{top}-{environment}"]
+        minAccessLevel: developer
+        onFirstDeployment: true
+      production:
+        refs: ["branch:main"]
+        groups: ["sg-{top}-{environment}"]
+        minAccessLevel: maintainer
+        approvers: ["${SANDBOX.approverGroup}"]
+  - name: shop
+    match: ["shop/**"]
+    environments:
+      staging:
+        refs: ["branch:main"]
+        groups: ["sg-{top}-{environment}"]
+        minAccessLevel: developer
+      production:
+        refs: ["branch:main"]
+        groups: ["sg-{top}-{environment}"]
+        minAccessLevel: maintainer
+        approvers: ["alice"]
 `;
 }
 
@@ -101,14 +143,16 @@ export async function startSandboxStack(opts: SandboxOptions): Promise<SandboxSt
     groups: [
       { id: SANDBOX.productionGroup, displayName: "azure-production-deployers" },
       { id: SANDBOX.stagingGroup, displayName: "azure-staging-deployers" },
+      ...Object.entries(SANDBOX.teamGroups).map(([displayName, id]) => ({ id, displayName })),
     ],
   });
-  const { bot, alice, dave, rita } = SANDBOX.users;
+  const { bot, alice, dave, rita, erin } = SANDBOX.users;
   const gitlab = await startGitLabSimulator({
     token: secrets.gitlabToken,
     botUser: bot,
-    users: [alice, dave, rita],
+    users: [alice, dave, rita, erin],
   });
+  gitlab.addGroup(SANDBOX.approverGroup, { [erin.id]: 30 });
   const policyYaml = opts.policyYaml ?? sandboxPolicyYaml();
   const policy = parsePolicy(policyYaml, "sandbox policy");
   const config = loadConfig(

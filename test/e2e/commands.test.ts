@@ -63,7 +63,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   it("help: the command table and the policy's environments; accepted with a reaction", async () => {
     const noteId = await say(rita.id, "Hello bot\n/ENTRA Help");
     expect(reply()).toContain("### `/entra` commands");
-    expect(reply()).toMatch(/\| `production` \| `branch:main` \| Maintainer \| no \|/);
+    expect(reply()).toMatch(/\| `production` \| `branch:main` \| Maintainer \| no \(privileged\) \| no \|/);
     expect(reactions(noteId)).toEqual(["thumbsup"]);
   });
 

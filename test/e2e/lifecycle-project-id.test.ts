@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
-import { SANDBOX, sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
+import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { AUD, appFor, exchange, onboardingIssues, subjectsOf } from "../helpers/e2e.ts";
+import { e2ePolicyYaml } from "../helpers/policy.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 /**
@@ -14,7 +15,7 @@ const { alice } = SANDBOX.users;
 const COMPONENTS = ["project_id", "ref_type", "ref"];
 
 beforeAll(async () => {
-  const policyYaml = sandboxPolicyYaml().replace(
+  const policyYaml = e2ePolicyYaml().replace(
     "subClaimComponents: [project_path, ref_type, ref]",
     `subClaimComponents: [${COMPONENTS.join(", ")}]`,
   );

@@ -29,3 +29,41 @@ environments:
     onFirstDeployment: true
 ${extraYaml}`);
 }
+
+/**
+ * The sandbox policy as it was before rules and privileged environments, with production made automatic
+ * and unbound on purpose (autoOnboard, allowUnprotectedRefs: the documented risk flags). End-to-end tests of
+ * other features (lifecycle, drift, commands, reliability) run on it, so they keep testing what they test;
+ * the privileged-environment behaviour has its own tests on the real sandbox policy.
+ */
+export function e2ePolicyYaml(): string {
+  return `# Test policy: production onboarded automatically and not bound to protected refs (see e2ePolicyYaml).
+gitlab:
+  subClaimComponents: [project_path, ref_type, ref]
+  audience: api://AzureADTokenExchange
+scope:
+  include: ["**"]
+  exclude: ["sandbox-excluded/**"]
+onProjectCreate:
+  environments: [staging, production]
+  openIssue: true
+  setCiVariables: true
+environments:
+  production:
+    refs: ["branch:main"]
+    groups: ["${PROD_GROUP}"]
+    minAccessLevel: maintainer
+    onFirstDeployment: false
+    autoOnboard: true
+    allowUnprotectedRefs: true
+  staging:
+    refs: ["branch:main", "branch:develop"]
+    groups: ["${STAGING_GROUP}"]
+    minAccessLevel: developer
+    onFirstDeployment: true
+  "review/*":
+    refs: ["branch:develop"]
+    minAccessLevel: developer
+    onFirstDeployment: true
+`;
+}

@@ -1,15 +1,20 @@
 import { createLogger } from "../../src/logging.ts";
 import { type SandboxOptions, type SandboxStack, startSandboxStack } from "../../src/sandbox/stack.ts";
 import { waitForIdle } from "../../src/sandbox/wait.ts";
+import { e2ePolicyYaml } from "./policy.ts";
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from "./redis.ts";
 
-/** The sandbox stack on a private queue prefix, quiet logs; `close` also removes its Redis keys. */
+/**
+ * The sandbox stack on a private queue prefix, quiet logs; `close` also removes its Redis keys. The policy
+ * defaults to e2ePolicyYaml (production automatic); pass `policyYaml: sandboxPolicyYaml()` for the sandbox's.
+ */
 export async function testStack(label: string, opts: Partial<SandboxOptions> = {}): Promise<SandboxStack> {
   const queuePrefix = uniquePrefix(label);
   const stack = await startSandboxStack({
     redisUrl: TEST_REDIS_URL,
     queuePrefix,
     logger: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"),
+    policyYaml: e2ePolicyYaml(),
     ...opts,
     env: { WORKER_CONCURRENCY: "4", ...opts.env },
   });

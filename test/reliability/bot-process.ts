@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
-import { sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
+import { e2ePolicyYaml } from "../helpers/policy.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const CA = fileURLToPath(new URL("../../src/sandbox/certs/ca.pem", import.meta.url));
@@ -29,7 +29,7 @@ export interface BotProcess {
 export function botEnv(stack: SandboxStack, extra: Record<string, string> = {}): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), "geb-reliability-"));
   const policyFile = join(dir, "policy.yaml");
-  writeFileSync(policyFile, sandboxPolicyYaml());
+  writeFileSync(policyFile, e2ePolicyYaml());
   tempDirs.push(dir);
   const c = stack.config;
   return {

@@ -38,6 +38,18 @@ describe("parseCommand", () => {
     });
   });
 
+  it("parses approve with its environments; a typo suggests it", () => {
+    expect(parseCommand("/entra approve production")).toEqual({
+      kind: "approve",
+      environments: ["production"],
+    });
+    expect(parseCommand("/entra aprove production")).toEqual({
+      kind: "unknown",
+      word: "aprove",
+      suggestion: "approve",
+    });
+  });
+
   it("is case-insensitive for the command word but keeps environment names verbatim", () => {
     expect(parseCommand("/Entra ONBOARD Production")).toEqual({
       kind: "onboard",
@@ -99,8 +111,28 @@ environments:
     const text = helpText(policy);
     for (const cmd of ["onboard", "plan", "status", "offboard", "doctor", "help"])
       expect(text).toContain(`/entra ${cmd}`);
-    expect(text).toContain("| `production` | `branch:main`, `tag:v1` | Maintainer | no |");
-    expect(text).toContain("| `staging` | `branch:develop` | Developer | yes |");
+    expect(text).toContain("| `production` | `branch:main`, `tag:v1` | Maintainer | no (privileged) | no |");
+    expect(text).toContain("| `staging` | `branch:develop` | Developer | no | yes |");
     expect(text).toContain("use: `staging`");
+    expect(text).toContain("/entra approve <env ...>");
+  });
+
+  it("with the project's path, tells the rule that governs it: its environments and approvers", () => {
+    const policy = parsePolicy(`
+environments:
+  staging: { refs: ["branch:main"] }
+rules:
+  - match: ["payments/**"]
+    onProjectCreate: { environments: [staging] }
+    environments:
+      staging: { refs: ["branch:main"], minAccessLevel: developer, onFirstDeployment: true }
+      production: { refs: ["branch:main"], approvers: ["alice", "payments/leads"], onFirstDeployment: true }
+`);
+    const text = helpText(policy, "Payments/api");
+    expect(text).toContain(
+      "| `production` | `branch:main` | Maintainer | yes: `alice`, `payments/leads` | no |",
+    );
+    expect(text).toContain("| `staging` | `branch:main` | Developer | no | yes |");
+    expect(helpText(policy, "other/api")).not.toContain("`production`");
   });
 });
