@@ -115,18 +115,18 @@ export async function identityLimitGate(
   const registered = (await rt.registry.get(projectId))?.environments ?? {};
   const have = Object.keys(registered).filter((e) => Object.hasOwn(registered, e));
   const max = rt.policy.maxIdentitiesPerProject;
-  let room = max - have.length;
+  let count = have.length;
   const gate: Gate = { environments: [], outcomes: [] };
   for (const env of environments) {
     if (have.includes(env)) gate.environments.push(env);
-    else if (room > 0) {
+    else if (count < max) {
       gate.environments.push(env);
-      room -= 1;
+      count += 1;
     } else {
       gate.outcomes.push(
         refusedOutcome(
           env,
-          `This project already has ${have.length} Azure identities, the most the platform policy allows per project (maxIdentitiesPerProject: ${max}). Offboard one you no longer use (\`/entra offboard <env>\`), or ask the platform team to raise the limit.`,
+          `Not set up: this project would have more than ${max} Azure identities, the most the platform policy allows per project (maxIdentitiesPerProject: ${max}). Offboard one you no longer use (\`/entra offboard <env>\`), or ask the platform team to raise the limit.`,
         ),
       );
     }

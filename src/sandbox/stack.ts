@@ -46,8 +46,10 @@ gitlab:
 scope:
   include: ["**"]
   exclude: ["sandbox-excluded/**"]
+# production is privileged, so creating a project never grants it: it is skipped (the bot warns at start-up)
+# and the onboarding issue says how to request it. Policies written before privileged environments look so.
 onProjectCreate:
-  environments: [staging]
+  environments: [staging, production]
   openIssue: true
   setCiVariables: true
 # The default rule: projects no rule below matches (personal projects, other teams).
@@ -69,6 +71,7 @@ environments:
 rules:
   - name: payments
     match: ["payments/**"]
+    onProjectCreate: { environments: [staging] }
     environments:
       staging:
         refs: ["branch:main", "branch:develop"]
@@ -82,6 +85,7 @@ rules:
         approvers: ["${SANDBOX.approverGroup}"]
   - name: shop
     match: ["shop/**"]
+    onProjectCreate: { environments: [staging] }
     environments:
       staging:
         refs: ["branch:main"]

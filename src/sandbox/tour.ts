@@ -12,82 +12,126 @@ function apps(stack: SandboxStack, projectId: number) {
   );
 }
 
-function describeApps(stack: SandboxStack, projectId: number): string[] {
-  return apps(stack, projectId).map((a) => {
-    const env = a.tags.find((t) => t.startsWith("gitlab-env:"))?.slice("gitlab-env:".length);
-    const subjects = [...a.fics.values()].map((f) => f.subject).join(", ");
-    return `    ${env}: app ${a.appId}, FIC subjects: ${subjects}`;
-  });
+function groupNames(stack: SandboxStack, appId: string): string {
+  const sp = [...stack.entra.state.servicePrincipals.values()].find((s) => s.appId === appId);
+  const names = [...stack.entra.state.groups.values()]
+    .filter((g) => sp && g.members.has(sp.id))
+    .map((g) => g.displayName);
+  return names.join(", ") || "(none)";
 }
 
-async function login(stack: SandboxStack, projectId: number, env: string, ref: string): Promise<string> {
+function describeApps(stack: SandboxStack, projectId: number): string[] {
+  const list = apps(stack, projectId).map((a) => {
+    const env = a.tags.find((t) => t.startsWith("gitlab-env:"))?.slice("gitlab-env:".length);
+    const subjects = [...a.fics.values()].map((f) => f.subject).join(", ");
+    return `    ${env}: app ${a.appId} in group ${groupNames(stack, a.appId)}; FIC subjects: ${subjects}`;
+  });
+  return list.length ? list : ["    (no identity)"];
+}
+
+async function login(
+  stack: SandboxStack,
+  projectId: number,
+  env: string,
+  ref: string,
+  refProtected: boolean,
+): Promise<string> {
   const app = apps(stack, projectId).find((a) => a.tags.includes(`gitlab-env:${env}`));
   if (!app) return "no identity";
-  const assertion = await stack.gitlab.mintIdToken({ projectId, ref, refType: "branch", audience: AUDIENCE });
+  // A deploy job: it names its environment, so GitLab puts ref_protected in `sub` (18.7+).
+  const assertion = await stack.gitlab.mintIdToken({
+    projectId,
+    ref,
+    refType: "branch",
+    audience: AUDIENCE,
+    environment: { name: env },
+    refProtected,
+  });
   const res = await stack.entra.exchange({ clientId: app.appId, assertion });
   if (res.status === 200) return "200 OK, Entra issued an access token";
   const body = res.body as { error_codes?: number[]; error?: string };
   return `${res.status} ${body.error ?? ""} AADSTS${body.error_codes?.[0] ?? "?"}`;
 }
 
-/** A scripted walk through the whole product, for a newcomer: create, comment, log in, rename, delete. */
+/**
+ * A scripted walk through the whole product, for a newcomer: two teams' projects get identities in their own
+ * groups, nobody obtains production by creating a project, an approver grants it, only protected refs log in,
+ * then rename and delete.
+ */
 export async function playTour(stack: SandboxStack, say: Say): Promise<void> {
   const settle = () => waitForIdle([stack.service.queues.events, stack.service.queues.reports], 60_000);
-  const { alice, dave } = SANDBOX.users;
+  const { alice, dave, erin } = SANDBOX.users;
   const started = Date.now();
+  const projects: Record<string, number> = {};
 
-  say("\n1. Alice creates the project demo/webapp in GitLab (a project_create system hook reaches the bot).");
-  const { project, delivery } = await stack.driver.createProject("demo/webapp", {
-    members: { [alice.id]: 40, [dave.id]: 30 },
-  });
-  say(`   webhook answered ${delivery.status} ${JSON.stringify(delivery.body)}`);
+  say(
+    "\n1. Two teams create projects: payments/api and shop/web (project_create system hooks reach the bot).",
+  );
+  for (const path of ["payments/api", "shop/web"]) {
+    const { project, delivery } = await stack.driver.createProject(path, {
+      members: { [alice.id]: 40, [dave.id]: 30 },
+    });
+    projects[path] = project.id;
+    say(`   ${path}: webhook answered ${delivery.status} ${JSON.stringify(delivery.body)}`);
+  }
   await settle();
-  say("   Entra now holds one app registration per environment:");
-  for (const l of describeApps(stack, project.id)) say(l);
-  const issue = stack.gitlab
-    .project(project.id)
-    ?.issues.find((i) => i.description.includes("gitlab-entra-bot:onboarding"));
-  say(
-    `   GitLab: onboarding issue #${issue?.iid} "${issue?.title}" with the CI snippet (${issue?.description.length} chars)`,
-  );
-  say(
-    `   CI variables: ${(stack.gitlab.project(project.id)?.variables ?? []).map((v) => `${v.key}[${v.environmentScope}]`).join(", ")}`,
-  );
-
-  say("\n2. A pipeline on main deploys to production; one on feature/login tries too.");
-  say(`   main -> production: ${await login(stack, project.id, "production", "main")}`);
-  say(`   feature/login -> production: ${await login(stack, project.id, "production", "feature/login")}`);
-
-  if (issue) {
-    say(
-      "\n3. Dave (developer) comments `/entra onboard staging` in the issue, then `/entra onboard production`.",
-    );
-    await stack.driver.comment(project.id, issue.iid, dave.id, "/entra onboard staging");
-    await settle();
-    await stack.driver.comment(project.id, issue.iid, dave.id, "/entra onboard production");
-    await settle();
-    const notes = stack.gitlab.project(project.id)?.issues.find((i) => i.iid === issue.iid)?.notes ?? [];
-    const reply = notes.filter((n) => n.authorId === SANDBOX.users.bot.id).at(-1);
-    say(
-      `   the bot keeps one status note, edited in place; it now says: "${reply?.body
-        .split("\n")
-        .find((l) => l.trim() && !l.startsWith("<!--"))
-        ?.slice(0, 160)}"`,
-    );
+  say("   Each gets staging, in its own team's group (policy template sg-{top}-{environment}):");
+  for (const path of ["payments/api", "shop/web"]) {
+    say(`   ${path}`);
+    for (const l of describeApps(stack, projects[path] as number)) say(l);
   }
 
-  say("\n4. The project is renamed to demo/webapp-v2 (project_rename): the credentials follow.");
-  await stack.driver.renameProject(project.id, "demo/webapp-v2");
+  say("\n2. Dave (a Developer elsewhere) creates his own project dave/side-project, hoping for production.");
+  const side = await stack.driver.createProject("dave/side-project", { members: { [dave.id]: 40 } });
   await settle();
-  for (const l of describeApps(stack, project.id)) say(l);
-  say(`   main -> production with the new path: ${await login(stack, project.id, "production", "main")}`);
+  for (const l of describeApps(stack, side.project.id)) say(l);
+  const sideIssue = stack.gitlab
+    .project(side.project.id)
+    ?.issues.find((i) => i.description.includes("gitlab-entra-bot:onboarding"));
+  const note = /Not set up automatically:[^|]*/.exec(sideIssue?.description ?? "")?.[0]?.trim();
+  say(`   production: no identity. The onboarding issue says: "${note}"`);
+
+  const payments = projects["payments/api"] as number;
+  const issue = stack.gitlab
+    .project(payments)
+    ?.issues.find((i) => i.description.includes("gitlab-entra-bot:onboarding"));
+  if (issue) {
+    say("\n3. Alice (Maintainer) comments `/entra onboard production` in payments/api's onboarding issue.");
+    await stack.driver.comment(payments, issue.iid, alice.id, "/entra onboard production");
+    await settle();
+    say(
+      `   production: ${apps(stack, payments).some((a) => a.tags.includes("gitlab-env:production")) ? "created" : "waiting for an approver (payments/leads)"}`,
+    );
+    say("   Erin, a member of the GitLab group payments/leads, comments `/entra approve production`.");
+    await stack.driver.comment(payments, issue.iid, erin.id, "/entra approve production");
+    await settle();
+    for (const l of describeApps(stack, payments)) say(l);
+  }
+
+  say("\n4. Pipelines log in (the ID token's sub now carries ref_protected):");
+  say(`   protected main -> production: ${await login(stack, payments, "production", "main", true)}`);
+  say(
+    `   a fork's merge request named main (unprotected) -> production: ${await login(stack, payments, "production", "main", false)}`,
+  );
+  say(
+    `   feature/login -> production: ${await login(stack, payments, "production", "feature/login", false)}`,
+  );
+  say(`   unprotected develop -> staging: ${await login(stack, payments, "staging", "develop", false)}`);
+
+  say("\n5. The project is renamed to payments/api-v2 (project_rename): the credentials follow.");
+  await stack.driver.renameProject(payments, "payments/api-v2");
+  await settle();
+  for (const l of describeApps(stack, payments)) say(l);
+  say(
+    `   protected main -> production with the new path: ${await login(stack, payments, "production", "main", true)}`,
+  );
 
   say(
-    "\n5. The project is deleted (project_destroy): every identity goes, so the path cannot be reused to log in.",
+    "\n6. The project is deleted (project_destroy): every identity goes, so the path cannot be reused to log in.",
   );
-  const before = apps(stack, project.id).length;
-  await stack.driver.deleteProject(project.id);
+  const before = apps(stack, payments).length;
+  await stack.driver.deleteProject(payments);
   await settle();
-  say(`   app registrations: ${before} -> ${apps(stack, project.id).length}`);
+  say(`   app registrations: ${before} -> ${apps(stack, payments).length}`);
   say(`\nTour finished in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
 }

@@ -36,9 +36,18 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(out).toMatch(/queue UI +http:\/\/127\.0\.0\.1:\d+\/admin\/queues/);
     expect(out).toMatch(/curl -s http:\/\/127\.0\.0\.1:\d+\/webhooks\/gitlab/);
     expect(out).toMatch(/webhook answered 202/);
-    expect(out).toMatch(/main -> production: 200 OK/);
+    // Two teams, each in its own group through the template; no production by creating a project.
+    expect(out).toMatch(/payments\/api\n +staging: app \S+ in group sg-payments-staging;/);
+    expect(out).toMatch(/shop\/web\n +staging: app \S+ in group sg-shop-staging;/);
+    expect(out).toMatch(/production: no identity\. The onboarding issue says: "Not set up automatically/);
+    expect(out).toMatch(/production: waiting for an approver/);
+    expect(out).toMatch(
+      /production: app \S+ in group sg-payments-production; FIC subjects: \S+:ref_protected:true\n/,
+    );
+    expect(out).toMatch(/protected main -> production: 200 OK/);
+    expect(out).toMatch(/fork's merge request named main \(unprotected\) -> production: 400 .*AADSTS7002/);
     expect(out).toMatch(/feature\/login -> production: 400 .*AADSTS7002/);
-    expect(out).toMatch(/demo\/webapp-v2:ref_type:branch:ref:main/);
+    expect(out).toMatch(/payments\/api-v2:ref_type:branch:ref:main:ref_protected:true/);
     expect(out).toMatch(/app registrations: 2 -> 0/);
   });
 

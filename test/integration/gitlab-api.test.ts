@@ -41,8 +41,13 @@ beforeAll(async () => {
       { id: 43, path: "legacy/app", subClaimSupport: "legacy" },
       { id: 44, path: "ancient/app", subClaimSupport: "absent" },
       { id: 45, path: "secret/other", botAccessLevel: null },
+      { id: 46, path: "older/app", subClaimSupport: "basic" },
+      { id: 47, path: "lowrole/app", botAccessLevel: 30 },
     ],
   });
+  // Approvers given as a group path: Bob is a member of payments, so also of payments/leads (inherited).
+  sim.addGroup("payments", { [BOB.id]: 30 });
+  sim.addGroup("payments/leads", { [ALICE.id]: 5 });
   api = createGitLabApi({ url: sim.url, token: TOKEN, timeoutMs: 2_000 });
 });
 
@@ -148,6 +153,20 @@ describe("ci_id_token_sub_claim_components", () => {
     expect(body.error).toMatch(/^[a-z_]+(, [a-z_]+)* are missing, at least one parameter must be provided$/);
   });
 
+  it("binding protected refs: GitLab 17.10-18.6 refuses ref_protected; a bot below Maintainer gets 403", async () => {
+    const wanted = ["project_path", "ref_type", "ref", "ref_protected"];
+    const older = await api.setSubClaimComponents(46, wanted);
+    expect(older).toEqual({
+      status: "unsupported",
+      reason: expect.stringContaining("ref_protected is not an allowed sub claim component"),
+    });
+    const low = await api.setSubClaimComponents(47, wanted);
+    expect(low.status === "unsupported" && low.reason).toMatch(/403 Forbidden .*needs the Maintainer role/);
+    expect(sim.project(47)?.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
+    expect(await api.setSubClaimComponents(42, wanted)).toEqual({ status: "updated", components: wanted });
+    await api.setSubClaimComponents(42, ["project_path", "ref_type", "ref"]);
+  });
+
   it("answers the exact 400 body documented for old GitLab", async () => {
     const res = await fetch(`${sim.url}/api/v4/projects/43`, {
       method: "PUT",
@@ -163,6 +182,26 @@ describe("ci_id_token_sub_claim_components", () => {
         ],
       },
     });
+  });
+});
+
+describe("approvers: users and group members", () => {
+  it("reads a user's current username by id; null for an unknown id", async () => {
+    expect(await api.getUser(ALICE.id)).toMatchObject({ id: ALICE.id, username: "alice" });
+    expect(await api.getUser(4242)).toBeNull();
+  });
+
+  it("group members/all: direct, inherited from ancestors; Minimal Access is reported as such", async () => {
+    sim.stats.reset();
+    expect(await api.groupMemberAccessLevel("payments/leads", BOB.id)).toBe(30);
+    expect(sim.stats.log.at(-1)).toEqual({
+      method: "GET",
+      path: `/groups/payments%2Fleads/members/all/${BOB.id}`,
+      status: 200,
+    });
+    expect(await api.groupMemberAccessLevel("payments/leads", ALICE.id)).toBe(5);
+    expect(await api.groupMemberAccessLevel("payments", ALICE.id)).toBeNull();
+    expect(await api.groupMemberAccessLevel("no/such-group", BOB.id)).toBeNull();
   });
 });
 
