@@ -186,24 +186,29 @@ export async function onboardProject(
         tagged: seen,
         ...(deps.replication ? { replication: deps.replication } : {}),
       };
-      const r = await withLock(
-        deps.redis,
-        identityLockKey(deps.keyPrefix, project.id, environment),
-        async () => {
-          if (audited) {
-            // The same reads, no writes, no log lines or collision counts of its own: only what will be written.
-            const planned = await reconcileIdentity(deps.graph, desired, { ...options, mode: "plan" });
-            await audited.intended(project, environment, planned.changes.filter(isWrite));
-          }
-          return reconcileIdentity(deps.graph, desired, {
-            ...options,
-            mode,
-            ...(deps.log ? { log: deps.log } : {}),
-            ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
-          });
-        },
-        deps.lock,
-      );
+      const reconcile = async () => {
+        if (audited) {
+          // The same reads, no writes, no log lines or collision counts of its own: only what will be written.
+          const planned = await reconcileIdentity(deps.graph, desired, { ...options, mode: "plan" });
+          await audited.intended(project, environment, planned.changes.filter(isWrite));
+        }
+        return reconcileIdentity(deps.graph, desired, {
+          ...options,
+          mode,
+          ...(deps.log ? { log: deps.log } : {}),
+          ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
+        });
+      };
+      // A plan only reads: it takes no lock, so `policy diff` and status never wait for (or block) a worker.
+      const r =
+        mode === "plan"
+          ? await reconcile()
+          : await withLock(
+              deps.redis,
+              identityLockKey(deps.keyPrefix, project.id, environment),
+              reconcile,
+              deps.lock,
+            );
       const writes = r.changes.filter(isWrite).length;
       const status = r.refused
         ? "refused"

@@ -1,0 +1,127 @@
+import type { Policy } from "../config/policy.ts";
+import { createBindingSource, readBinding } from "../onboarding/binding.ts";
+import { parseIdentityTags } from "../onboarding/naming.ts";
+import { type OnboardingDeps, onboardProject } from "../onboarding/onboard.ts";
+import { findIdentityApps } from "../onboarding/reconciler.ts";
+import { Registry } from "../onboarding/registry.ts";
+import type { Change, EnvironmentOutcome } from "../onboarding/types.ts";
+import { GroupResolver } from "./group-resolver.ts";
+import { desiredComponents } from "./protection.ts";
+import { projectRule } from "./rules.ts";
+
+/**
+ * `npm run policy -- diff <new policy file>`: for every project the bot manages, what applying the new policy
+ * would change in Entra, like `terraform plan`. Everything runs in plan mode: Graph and Redis are only read,
+ * and GitLab is not called at all (the binding source is given a GitLab that refuses to be used).
+ */
+export interface ProjectDiff {
+  projectId: number;
+  path: string;
+  components?: { from: string[]; to: string[] };
+  environments: EnvironmentOutcome[];
+}
+
+export interface PolicyDiff {
+  projects: ProjectDiff[];
+  changes: number;
+}
+
+type Deps = Pick<OnboardingDeps, "graph" | "botSp" | "redis" | "keyPrefix" | "issuer" | "tenantId"> & {
+  log?: (line: string) => void;
+};
+
+const readOnlyGitLab = {
+  setSubClaimComponents(): never {
+    throw new Error("policy diff must not write to GitLab");
+  },
+};
+
+export async function policyDiff(deps: Deps, next: Policy): Promise<PolicyDiff> {
+  const groups = new GroupResolver(deps.graph);
+  const onboarding: OnboardingDeps = {
+    graph: deps.graph,
+    botSp: deps.botSp,
+    redis: deps.redis,
+    keyPrefix: deps.keyPrefix,
+    issuer: deps.issuer,
+    tenantId: deps.tenantId,
+    policy: next,
+    groups,
+    binding: createBindingSource({
+      policy: next,
+      gitlab: readOnlyGitLab,
+      redis: deps.redis,
+      keyPrefix: deps.keyPrefix,
+    }),
+  };
+  const out: PolicyDiff = { projects: [], changes: 0 };
+  const registry = new Registry(deps.redis, deps.keyPrefix);
+  for (const project of await registry.list()) {
+    // The identities the registry pins (never found by tag: a planted app must not appear as the bot's).
+    const envs = new Set(Object.keys(project.environments));
+    for (const [env, pin] of Object.entries(await registry.pins(project.projectId))) {
+      if (pin.appObjectId !== undefined || pin.uniqueName !== undefined) envs.add(env);
+    }
+    const result = await onboardProject(onboarding, {
+      project: { id: project.projectId, path: project.path },
+      environments: [...envs].sort(),
+      mode: "plan",
+    });
+    const before = (await readBinding(deps.redis, deps.keyPrefix, project.projectId))?.components ?? [
+      ...next.gitlab.subClaimComponents,
+    ];
+    const after = desiredComponents(next, projectRule(next, project.path));
+    const components =
+      before.join(",") === after.join(",") ? undefined : { from: [...before], to: [...after] };
+    for (const e of result.environments) out.changes += e.changes.length;
+    out.projects.push({
+      projectId: project.projectId,
+      path: project.path,
+      ...(components ? { components } : {}),
+      environments: result.environments,
+    });
+  }
+  return out;
+}
+
+const SIGN: Record<Change["op"], string> = {
+  create: "+",
+  add: "+",
+  update: "~",
+  delete: "-",
+  remove: "-",
+  refuse: "!",
+  observe: "=",
+};
+
+export function renderPolicyDiff(diff: PolicyDiff, file: string): string {
+  const lines = [`Policy diff: applying ${file} (reads only; nothing was changed)`, ""];
+  let changed = 0;
+  for (const p of diff.projects) {
+    const moving = p.environments.some((e) => e.changes.length > 0 || e.status === "refused");
+    if (!moving && !p.components) continue;
+    changed += 1;
+    lines.push(`${p.path} (project ${p.projectId})`);
+    if (p.components) {
+      lines.push(
+        `  ~ GitLab ci_id_token_sub_claim_components: [${p.components.from.join(", ")}] -> [${p.components.to.join(", ")}]`,
+      );
+    }
+    for (const e of p.environments) {
+      if (e.status === "refused" || e.status === "failed") {
+        lines.push(`  ${e.environment}: ${e.status}: ${e.message ?? ""} (its identity is left as it is)`);
+        continue;
+      }
+      if (e.changes.length === 0) continue;
+      lines.push(`  ${e.environment}: ${e.changes.length} change(s)`);
+      for (const c of e.changes) {
+        lines.push(`    ${SIGN[c.op]} ${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ""}`);
+      }
+    }
+    lines.push("");
+  }
+  lines.push(
+    `${diff.projects.length} project(s) managed; ${changed} would change; ${diff.changes} change(s) in Entra.`,
+  );
+  return `${lines.join("\n")}\n`;
+}
