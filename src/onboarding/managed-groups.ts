@@ -8,9 +8,9 @@ import { isGroupId } from "../policy/templates.ts";
  * GroupMember.ReadWrite.All on a group the platform team never handed to the bot, and the bot cannot tell a
  * deliberate grant from a stray one.
  *
- * A group the policy used to name and no longer does counts as unmanaged from that moment: its memberships are
- * reported, not removed. Removing a group from the policy is a decision for the platform team to finish by
- * hand (or by a future policy-diff rollout, issue 13), not something the bot infers from a missing line.
+ * A group the policy used to name and no longer does still counts for the identities the bot itself put there
+ * (memberships.ts records them): after a rule drops a group, drift repair removes those memberships, and
+ * `npm run policy -- diff` shows it beforehand. Memberships in it that the bot did not make are reported.
  */
 export function managedGroups(policy: Policy): ReadonlySet<string> {
   const groups = new Set<string>();

@@ -13,6 +13,7 @@ import type { BindingSource } from "./binding.ts";
 import type { EntraWriteAudit } from "./entra-audit.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
 import { managedGroups } from "./managed-groups.ts";
+import { MembershipLedger } from "./memberships.ts";
 import { parseIdentityTags } from "./naming.ts";
 import { planIdentity } from "./planner.ts";
 import {
@@ -116,6 +117,7 @@ export async function onboardProject(
   const binding =
     deps.binding && wanted.length ? await deps.binding(project, mode) : defaultBinding(deps.policy);
   const groups = deps.groups ?? new GroupResolver(deps.graph);
+  const ledger = new MembershipLedger(deps.redis, deps.keyPrefix);
   for (const environment of wanted) {
     const empty = { environment, refs: [], subjects: [], groups: [] };
     const decision = environmentFor(deps.policy, project.path, environment);
@@ -177,12 +179,14 @@ export async function onboardProject(
     );
     try {
       const botSpId = await deps.botSp.objectId();
+      const made = await ledger.made(project.id, environment);
       tagged ??= await taggedApps(deps.graph, project.id);
       const seen = tagged;
       const options = {
         botSpId,
         pins: registry.pinStore(project.id, project.path, environment),
-        managedGroups: new Set([...managed, ...desired.groups]),
+        // Removable: groups the policy names by id, this plan's resolved groups, and those the bot made.
+        managedGroups: new Set([...managed, ...desired.groups, ...made]),
         tagged: seen,
         ...(deps.replication ? { replication: deps.replication } : {}),
       };
@@ -209,6 +213,15 @@ export async function onboardProject(
               reconcile,
               deps.lock,
             );
+      if (mode === "apply" && r.identity) {
+        const removed = r.changes.filter((c) => c.kind === "groupMembership" && c.op === "remove");
+        await ledger.record(
+          project.id,
+          environment,
+          desired.groups,
+          removed.map((c) => c.target),
+        );
+      }
       const writes = r.changes.filter(isWrite).length;
       const status = r.refused
         ? "refused"
@@ -290,7 +303,10 @@ export async function offboardProject(
         },
         deps.lock,
       );
-      if (mode === "apply") await registry.removeIdentity(projectId, environment);
+      if (mode === "apply") {
+        await registry.removeIdentity(projectId, environment);
+        await new MembershipLedger(deps.redis, deps.keyPrefix).forget(projectId, environment);
+      }
       const writes = r.changes.filter(isWrite).length;
       const status =
         writes === 0 ? (r.refused ? "refused" : "unchanged") : mode === "plan" ? "would-change" : "removed";

@@ -105,6 +105,27 @@ describe("npm run policy -- diff", () => {
     expect(r.out).toContain("2 project(s) managed; 0 would change; 0 change(s) in Entra.");
   });
 
+  it("a membership the bot did not make, in a group no rule names, is left alone (not the bot's to remove)", async () => {
+    const foreign = "44444444-4444-4444-8444-444444444444";
+    const app = [...stack.entra.state.applications.values()].find(
+      (a) => a.tags.includes(`gitlab-project:${projects[0]}`) && a.tags.includes("gitlab-env:staging"),
+    );
+    const sp = [...stack.entra.state.servicePrincipals.values()].find((s) => s.appId === app?.appId);
+    if (!sp) throw new Error("no service principal");
+    stack.entra.state.groups.set(foreign, {
+      id: foreign,
+      displayName: "someone-elses-group",
+      description: null,
+      members: new Set([sp.id]),
+    });
+    stack.entra.stats.reset();
+    const r = await run(["diff", file], botEnv(stack));
+    expect(r.out).toContain("0 change(s) in Entra.");
+    expect(stack.entra.stats.writes()).toBe(0);
+    expect(stack.entra.state.groups.get(foreign)?.members.has(sp.id)).toBe(true);
+    stack.entra.state.groups.delete(foreign);
+  });
+
   it("a policy file with mistakes is named, exit 2", async () => {
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "environments:\n  staging:\n    refs: []\n    groups: ['sg-{team}']\n");

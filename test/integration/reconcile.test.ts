@@ -328,7 +328,8 @@ describe("Graph failures become typed errors", () => {
   });
 
   it("rides out replication delay on just-created objects", async () => {
-    sim.faults.replicationDelayMs = 80;
+    // Wide enough that the next call lands inside it on a loaded box; shorter than the retries (10 ms doubling, 5 times).
+    sim.faults.replicationDelayMs = 250;
     const project = newProject();
     const lines: string[] = [];
     const res = await onboardProject(
