@@ -118,7 +118,7 @@ onProjectCreate:
 environments:
   production:
     refs: ["main"]
-    groups: ["not-a-guid"]
+    groups: ["sg-{team}-prod"]
     minAccessLevel: admin
   staging:
     refs: ["branch:*"]
@@ -133,7 +133,9 @@ environments:
     );
     expect(text).toMatch(/gitlab\.issuer: must use https/);
     expect(text).toMatch(/environments\.production\.refs\.0: must be "branch:<name>" or "tag:<name>"/);
-    expect(text).toMatch(/environments\.production\.groups\.0: must be an Entra group object id/);
+    expect(text).toMatch(
+      /environments\.production\.groups\.0: group "sg-\{team\}-prod": unknown placeholder \{team\}/,
+    );
     expect(text).toMatch(/environments\.production\.minAccessLevel:/);
     expect(text).toMatch(/environments\.staging\.refs\.0: wildcards are not allowed/);
     expect(text).toMatch(/environments\.staging: Unrecognized key: "colour"/i);
@@ -178,5 +180,40 @@ environments:
     const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     child.kill("SIGTERM");
     expect(await exit).toBe(0);
+  });
+});
+
+describe("a policy written before privileged environments still starts", () => {
+  it("the old example starts, and says at start-up that production is skipped on project creation", async () => {
+    const old = new URL("../fixtures/policies/example-before-rules.yaml", import.meta.url).pathname;
+    const child = spawn(process.execPath, [MAIN, "--role=api"], {
+      env: {
+        PATH: process.env.PATH ?? "",
+        PORT: "0",
+        HOST: "127.0.0.1",
+        GITLAB_WEBHOOK_SECRETS: "s3cret-value-123",
+        POLICY_FILE: old,
+        REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+        QUEUE_PREFIX: `startup-warning-${process.pid}`,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    const listening = new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d) => {
+        out += String(d);
+        if (out.includes("api listening")) resolve();
+      });
+      child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    await listening;
+    child.kill("SIGTERM");
+    const warning = out
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: string; msg: string })
+      .find((l) => l.msg.includes("privileged"));
+    expect(warning?.level).toBe("warn");
+    expect(warning?.msg).toMatch(/onProjectCreate\.environments lists "production", which is privileged/);
   });
 });

@@ -111,6 +111,32 @@ describe("preflight", () => {
     }
   });
 
+  it("warns that an old policy's production is skipped on project creation; names the group-read permission templates need", async () => {
+    const old = fileURLToPath(new URL("../fixtures/policies/example-before-rules.yaml", import.meta.url));
+    const r = await preflight(botEnv(stack, { POLICY_FILE: old }));
+    expect(r.out).toMatch(/ok {3}policy .*is valid/);
+    expect(r.out).toMatch(/warning: onProjectCreate\.environments lists "production", which is privileged/);
+
+    const env = botEnv(stack, {
+      AZURE_AUTHORITY_HOST: narrowEntra.url,
+      GRAPH_BASE_URL: narrowEntra.url,
+      AZURE_CLIENT_SECRET: NARROW_SECRET,
+    });
+    writeFileSync(
+      env.POLICY_FILE as string,
+      "environments:\n  staging:\n    refs: ['branch:main']\n    groups: ['sg-{namespace}-{environment}']\n",
+    );
+    const narrow = await preflight(env);
+    expect(narrow.code).toBe(1);
+    expect(narrow.out).toMatch(
+      /FAIL graph-group-read .*GET \/groups\?\$filter=displayName eq '\.\.\.': grant GroupMember\.Read\.All \(least privileged/,
+    );
+    const full = await preflight(botEnv(stack, { POLICY_FILE: env.POLICY_FILE as string }));
+    expect(full.out).toMatch(
+      /ok {3}graph-group-read .*GroupMember\.ReadWrite\.All lets the bot look them up/,
+    );
+  });
+
   it("a wrong Azure client secret: no token, said plainly, secret not echoed", async () => {
     const r = await preflight(botEnv(stack, { AZURE_CLIENT_SECRET: "wrong-azure-secret-0123456789" }));
     expect(r.code).toBe(1);
