@@ -1,8 +1,7 @@
 import type { Policy } from "../config/policy.ts";
 import { createBindingSource, readBinding } from "../onboarding/binding.ts";
-import { parseIdentityTags } from "../onboarding/naming.ts";
 import { type OnboardingDeps, onboardProject } from "../onboarding/onboard.ts";
-import { findIdentityApps } from "../onboarding/reconciler.ts";
+import { isWrite } from "../onboarding/reconciler.ts";
 import { Registry } from "../onboarding/registry.ts";
 import type { Change, EnvironmentOutcome } from "../onboarding/types.ts";
 import { GroupResolver } from "./group-resolver.ts";
@@ -73,7 +72,7 @@ export async function policyDiff(deps: Deps, next: Policy): Promise<PolicyDiff> 
     const after = desiredComponents(next, projectRule(next, project.path));
     const components =
       before.join(",") === after.join(",") ? undefined : { from: [...before], to: [...after] };
-    for (const e of result.environments) out.changes += e.changes.length;
+    for (const e of result.environments) out.changes += e.changes.filter(isWrite).length;
     out.projects.push({
       projectId: project.projectId,
       path: project.path,
@@ -98,7 +97,7 @@ export function renderPolicyDiff(diff: PolicyDiff, file: string): string {
   const lines = [`Policy diff: applying ${file} (reads only; nothing was changed)`, ""];
   let changed = 0;
   for (const p of diff.projects) {
-    const moving = p.environments.some((e) => e.changes.length > 0 || e.status === "refused");
+    const moving = p.environments.some((e) => e.changes.some(isWrite) || e.status === "refused");
     if (!moving && !p.components) continue;
     changed += 1;
     lines.push(`${p.path} (project ${p.projectId})`);
@@ -112,13 +111,23 @@ export function renderPolicyDiff(diff: PolicyDiff, file: string): string {
         lines.push(`  ${e.environment}: ${e.status}: ${e.message ?? ""} (its identity is left as it is)`);
         continue;
       }
-      if (e.changes.length === 0) continue;
-      lines.push(`  ${e.environment}: ${e.changes.length} change(s)`);
-      for (const c of e.changes) {
+      const writes = e.changes.filter(isWrite);
+      if (writes.length) lines.push(`  ${e.environment}: ${writes.length} change(s)`);
+      for (const c of writes) {
         lines.push(`    ${SIGN[c.op]} ${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ""}`);
       }
     }
     lines.push("");
+  }
+  // Findings that are not changes (look-alike apps, memberships in groups no rule names): said, not counted.
+  for (const p of diff.projects) {
+    for (const e of p.environments) {
+      for (const c of e.changes.filter((x) => !isWrite(x))) {
+        lines.push(
+          `note: ${p.path} ${e.environment}: ${c.op} ${c.kind} ${c.target}${c.detail ? ` (${c.detail})` : ""}`,
+        );
+      }
+    }
   }
   lines.push(
     `${diff.projects.length} project(s) managed; ${changed} would change; ${diff.changes} change(s) in Entra.`,

@@ -120,7 +120,8 @@ describe("npm run policy -- diff", () => {
     });
     stack.entra.stats.reset();
     const r = await run(["diff", file], botEnv(stack));
-    expect(r.out).toContain("0 change(s) in Entra.");
+    expect(r.out).toContain("0 would change; 0 change(s) in Entra.");
+    expect(r.out).toMatch(/note: team\/one staging: observe groupMembership 44444444-[^\n]*left alone/);
     expect(stack.entra.stats.writes()).toBe(0);
     expect(stack.entra.state.groups.get(foreign)?.members.has(sp.id)).toBe(true);
     stack.entra.state.groups.delete(foreign);

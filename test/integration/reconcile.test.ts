@@ -328,7 +328,7 @@ describe("Graph failures become typed errors", () => {
   });
 
   it("rides out replication delay on just-created objects", async () => {
-    // Wide enough that the next call lands inside it on a loaded box; shorter than the retries (10 ms doubling, 5 times).
+    // Wide enough that the next call lands inside it on a loaded box; the replication wait outlasts it.
     sim.faults.replicationDelayMs = 250;
     const project = newProject();
     const lines: string[] = [];
