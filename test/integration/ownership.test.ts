@@ -471,7 +471,7 @@ describe("Entra's replication answers after a create", () => {
 });
 
 describe("memberships in groups no policy rule names", () => {
-  it("are reported, never removed; a group the policy stopped naming is treated the same", async () => {
+  it("are reported, never removed; a group the policy stopped naming leaves the identities the bot put there", async () => {
     const project = newProject();
     const first = await onboardProject(deps, { project, environments: ["production"], mode: "apply" });
     const sp = first.environments[0]?.identity?.spObjectId as string;
@@ -485,16 +485,18 @@ describe("memberships in groups no policy rule names", () => {
     expect(sim.stats.writes()).toBe(0);
     expect(member(G_OTHER, sp)).toBe(true);
 
-    // The policy stops naming G_PROD anywhere: the membership stays and is reported; the new group is added.
+    // The policy stops naming G_PROD anywhere: the bot made that membership (memberships.ts), so it goes,
+    // as the rule now says (issue 13); someone else's grant in G_OTHER is still only reported.
     const moved = {
       ...deps,
       policy: parsePolicy(POLICY.replace(`groups: ["${G_PROD}"]`, `groups: ["${G_STAGE}"]`)),
     };
     const res = await onboardProject(moved, { project, environments: ["production"], mode: "apply" });
     expect(res.environments[0]?.changes.map((c) => `${c.op} ${c.target}`).sort()).toEqual(
-      [`add ${G_STAGE}`, `observe ${G_PROD}`, `observe ${G_OTHER}`].sort(),
+      [`add ${G_STAGE}`, `remove ${G_PROD}`, `observe ${G_OTHER}`].sort(),
     );
-    expect(member(G_PROD, sp)).toBe(true);
+    expect(member(G_PROD, sp)).toBe(false);
     expect(member(G_STAGE, sp)).toBe(true);
+    expect(member(G_OTHER, sp)).toBe(true);
   });
 });
