@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RateLimitWindow } from "../../src/sandbox/gitlab-sim.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
-import { SANDBOX, sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
+import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { appFor, botNotes, onboardingIssues, openIssue } from "../helpers/e2e.ts";
 import { inertnessProblems } from "../helpers/gitlab-markdown-oracle.ts";
+import { e2ePolicyYaml } from "../helpers/policy.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 /**
@@ -16,7 +17,9 @@ let stack: SandboxStack;
 const { alice, dave } = SANDBOX.users;
 
 beforeAll(async () => {
-  const policyYaml = sandboxPolicyYaml()
+  // The policy without privileged-environment binding (e2ePolicyYaml), so that the only sub-claim write is
+  // the report's project_id step these cases are about.
+  const policyYaml = e2ePolicyYaml()
     .replace(
       "subClaimComponents: [project_path, ref_type, ref]",
       "subClaimComponents: [project_id, ref_type, ref]",

@@ -113,7 +113,14 @@ function hostilePolicy(env: string, ref: string, audience: string): Policy {
     onProjectCreate: { ...basePolicy.onProjectCreate, environments: [env] },
     environments: {
       ...basePolicy.environments,
-      [env]: { refs: [ref], groups: [], minAccessLevel: "developer", onFirstDeployment: true },
+      [env]: {
+        refs: [ref],
+        groups: [],
+        minAccessLevel: "developer",
+        onFirstDeployment: true,
+        autoOnboard: false,
+        allowUnprotectedRefs: false,
+      },
     },
   };
 }
