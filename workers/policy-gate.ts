@@ -55,7 +55,7 @@ export function onCreateGate(policy: Policy, project: ProjectRef): Gate & { rule
       gate.outcomes.push(
         refusedOutcome(
           env,
-          `Not set up automatically: \`${env}\` is privileged, so creating a project does not grant it. ${cap(howToRequest(d))}.`,
+          `Not set up automatically: ${env} is privileged, so creating a project does not grant it. ${cap(howToRequest(d))}.`,
           d.settings.refs,
         ),
       );
@@ -126,7 +126,7 @@ export async function identityLimitGate(
       gate.outcomes.push(
         refusedOutcome(
           env,
-          `Not set up: this project would have more than ${max} Azure identities, the most the platform policy allows per project (maxIdentitiesPerProject: ${max}). Offboard one you no longer use (\`/entra offboard <env>\`), or ask the platform team to raise the limit.`,
+          `Not set up: this project would have more than ${max} Azure identities, the most the platform policy allows per project (maxIdentitiesPerProject: ${max}). Offboard one you no longer use (/entra offboard <env>), or ask the platform team to raise the limit.`,
         ),
       );
     }
@@ -203,7 +203,7 @@ export async function approvalGate(
     gate.outcomes.push(
       refusedOutcome(
         env,
-        `Waiting for approval: \`${env}\` is privileged. One of its approvers (${approvers.map((a) => `\`${a}\``).join(", ")}) must comment \`/entra approve ${env}\` in this project; the bot then sets it up. This request is valid until ${new Date(validUntil).toISOString()}.`,
+        `Waiting for approval: ${env} is privileged. One of its approvers (${approvers.join(", ")}) must comment /entra approve ${env} in this project; the bot then sets it up. This request is valid until ${new Date(validUntil).toISOString()}.`,
         d.settings.refs,
       ),
     );

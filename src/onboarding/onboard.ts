@@ -138,7 +138,7 @@ export async function onboardProject(
       const existing =
         registered && Object.hasOwn(registered, environment) ? registered[environment] : undefined;
       const message = existing
-        ? `${refusal} Its existing credentials (app ${existing.appId}) were left as they are; \`/entra offboard ${environment}\` removes them.`
+        ? `${refusal} Its existing credentials (app ${existing.appId}) were left as they are; /entra offboard ${environment} removes them.`
         : refusal;
       deps.log?.(`${environment}: refused: ${message}`);
       outcomes.push({ ...empty, refs: [...decision.settings.refs], status: "refused", changes: [], message });

@@ -140,15 +140,15 @@ export function onboardsAutomatically(decision: EnvironmentDecision): boolean {
   return !decision.privileged || decision.settings.autoOnboard;
 }
 
-/** How to ask for a privileged environment, in one sentence (onboarding issue, refusals). */
+/** How to ask for a privileged environment, in one sentence of plain text (the report escapes it). */
 export function howToRequest(decision: EnvironmentDecision): string {
   const env = decision.name;
   const approvers = decision.settings.approvers;
   const role = decision.settings.minAccessLevel;
   const who = `someone with the ${role[0]?.toUpperCase()}${role.slice(1)} role or higher`;
   return approvers?.length
-    ? `${who} can request it with \`/entra onboard ${env}\`, and one of its approvers (${approvers.map((a) => `\`${a}\``).join(", ")}) approves it with \`/entra approve ${env}\``
-    : `${who} can set it up with \`/entra onboard ${env}\``;
+    ? `${who} can request it with /entra onboard ${env}, and one of its approvers (${approvers.join(", ")}) approves it with /entra approve ${env}`
+    : `${who} can set it up with /entra onboard ${env}`;
 }
 
 /**

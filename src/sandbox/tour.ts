@@ -88,7 +88,7 @@ export async function playTour(stack: SandboxStack, say: Say): Promise<void> {
   const sideIssue = stack.gitlab
     .project(side.project.id)
     ?.issues.find((i) => i.description.includes("gitlab-entra-bot:onboarding"));
-  const note = /Not set up automatically:[^|]*/.exec(sideIssue?.description ?? "")?.[0]?.trim();
+  const note = /Not set up automatically:[^`|]*/.exec(sideIssue?.description ?? "")?.[0]?.trim();
   say(`   production: no identity. The onboarding issue says: "${note}"`);
 
   const payments = projects["payments/api"] as number;

@@ -105,8 +105,8 @@ describe("two teams, one template, privileged production", () => {
     }
     // The onboarding issue says why production is missing and how to ask for it.
     const issue = onboardingIssues(stack, side)[0]?.description ?? "";
-    expect(issue).toContain("Not set up automatically: `production` is privileged");
-    expect(issue).toContain("`/entra approve production`");
+    expect(issue).toContain("Not set up automatically: production is privileged");
+    expect(issue).toContain("approves it with /entra approve production");
     expect(await failures(stack)).toEqual([]);
   });
 
@@ -142,8 +142,8 @@ describe("two teams, one template, privileged production", () => {
     stack.entra.stats.reset();
     await comment(payments, alice.id, "/entra onboard production");
     expect(appFor(stack, payments, "production")).toBeUndefined();
-    expect(await lastReply(payments)).toContain("Waiting for approval: `production` is privileged");
-    expect(await lastReply(payments)).toContain("`payments/leads`");
+    expect(await lastReply(payments)).toContain("Waiting for approval: production is privileged");
+    expect(await lastReply(payments)).toContain("One of its approvers (payments/leads)");
 
     // Dave is a Developer of the project but not in payments/leads; Alice approves shop, not payments.
     await comment(payments, dave.id, "/entra approve production");
