@@ -22,6 +22,8 @@ export interface GraphServicePrincipal {
   appId: string;
   /** As for GraphApplication, when the read selected them. */
   credentialCount?: number;
+  /** false: Entra issues no token for the app at all (a retired identity). Absent = not read. */
+  accountEnabled?: boolean;
 }
 
 /** One entry of an owners or ownedObjects list. */
@@ -103,4 +105,9 @@ export interface GraphApi {
   listServicePrincipalOwners(id: string): Promise<DirectoryObjectRef[]>;
   /** Objects a service principal owns: apps, service principals, ... (all pages). */
   listOwnedObjects(servicePrincipalId: string): Promise<DirectoryObjectRef[]>;
+  /**
+   * PATCH /servicePrincipals/{id} {accountEnabled}. Disabled, the app's tokens are refused with AADSTS7000112
+   * whatever credential is presented: how a retired identity is kept for the audit trail without being usable.
+   */
+  setServicePrincipalEnabled(principalObjectId: string, enabled: boolean): Promise<void>;
 }
