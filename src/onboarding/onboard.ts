@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Policy } from "../config/policy.ts";
+import type { SubClaimComponent } from "../config/policy-schema.ts";
 import { EntraError } from "../entra/errors.ts";
 import type { GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
@@ -17,8 +18,9 @@ import {
   reconcileIdentity,
   taggedApps,
 } from "./reconciler.ts";
-import { Registry } from "./registry.ts";
+import { type PinStore, Registry } from "./registry.ts";
 import type { ReplicationWait } from "./replication.ts";
+import { RetiredIdentities } from "./retired.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
 
 export interface OnboardingDeps {
@@ -74,6 +76,7 @@ function result(
   project: ProjectRef,
   mode: Mode,
   envs: EnvironmentOutcome[],
+  components?: readonly SubClaimComponent[],
 ): OnboardResult {
   return {
     project,
@@ -81,17 +84,43 @@ function result(
     tenantId: deps.tenantId,
     issuer: deps.issuer,
     audience: deps.policy.gitlab.audience,
-    subClaimComponents: [...deps.policy.gitlab.subClaimComponents],
+    subClaimComponents: [...(components ?? deps.policy.gitlab.subClaimComponents)],
     environments: envs,
   };
 }
 
-export async function onboardProject(
-  deps: OnboardingDeps,
-  input: { project: ProjectRef; environments: string[]; mode: Mode },
-): Promise<OnboardResult> {
+export interface OnboardInput {
+  project: ProjectRef;
+  environments: string[];
+  mode: Mode;
+  /** The `sub` layout GitLab mints for the project (resolveSubjectComponents); default the policy's. */
+  components?: readonly SubClaimComponent[];
+}
+
+/**
+ * The identity's pin, or, for an identity retired when its project looked gone, the retired pin: onboarding a
+ * restored project takes its old app back (and enables it again) instead of making a second one.
+ */
+function pinsWithRetired(
+  registry: Registry,
+  retired: RetiredIdentities,
+  project: ProjectRef,
+  environment: string,
+): PinStore {
+  const store = registry.pinStore(project.id, project.path, environment);
+  return {
+    get: async () => (await store.get()) ?? (await retired.get(project.id, environment))?.pin,
+    save: async (pin) => {
+      await store.save(pin);
+      await retired.remove(project.id, environment);
+    },
+  };
+}
+
+export async function onboardProject(deps: OnboardingDeps, input: OnboardInput): Promise<OnboardResult> {
   const { project, mode } = input;
   const registry = new Registry(deps.redis, deps.keyPrefix);
+  const retired = new RetiredIdentities(deps.redis, deps.keyPrefix);
   const managed = managedGroups(deps.policy);
   // One tag search per project, only to notice look-alikes: it never supplies an identity.
   let tagged: GraphApplication[] | undefined;
@@ -101,7 +130,13 @@ export async function onboardProject(
     const empty = { environment, refs: [], subjects: [], groups: [] };
     let plan: ReturnType<typeof planIdentity>;
     try {
-      plan = planIdentity({ project, environment, policy: deps.policy, issuer: deps.issuer });
+      plan = planIdentity({
+        project,
+        environment,
+        policy: deps.policy,
+        issuer: deps.issuer,
+        ...(input.components ? { components: input.components } : {}),
+      });
     } catch (err) {
       outcomes.push(settle(environment, err, empty));
       continue;
@@ -131,7 +166,7 @@ export async function onboardProject(
       const seen = tagged;
       const options = {
         botSpId,
-        pins: registry.pinStore(project.id, project.path, environment),
+        pins: pinsWithRetired(registry, retired, project, environment),
         managedGroups: managed,
         tagged: seen,
         ...(deps.replication ? { replication: deps.replication } : {}),
@@ -185,7 +220,7 @@ export async function onboardProject(
       outcomes.push(failed);
     }
   }
-  return result(deps, project, mode, outcomes);
+  return result(deps, project, mode, outcomes, input.components);
 }
 
 export async function offboardProject(
@@ -277,20 +312,114 @@ async function managedEnvironments(deps: OnboardingDeps, projectId: number) {
 /** Re-subjects every managed environment after a rename or transfer (FIC names are stable: PATCH in place). */
 export async function moveProject(
   deps: OnboardingDeps,
-  input: { project: ProjectRef },
+  input: { project: ProjectRef; components?: readonly SubClaimComponent[] },
 ): Promise<OnboardResult> {
   const { environments } = await managedEnvironments(deps, input.project.id);
-  const res = await onboardProject(deps, { project: input.project, environments, mode: "apply" });
+  const res = await onboardProject(deps, {
+    project: input.project,
+    environments,
+    mode: "apply",
+    ...(input.components ? { components: input.components } : {}),
+  });
   await new Registry(deps.redis, deps.keyPrefix).setPath(input.project.id, input.project.path);
   return res;
 }
 
 /** What would change for the project's managed environments; reads only. */
-export async function projectStatus(deps: OnboardingDeps, projectId: number): Promise<OnboardResult> {
+export async function projectStatus(
+  deps: OnboardingDeps,
+  projectId: number,
+  opts: { path?: string; components?: readonly SubClaimComponent[] } = {},
+): Promise<OnboardResult> {
   const { environments, path } = await managedEnvironments(deps, projectId);
   return onboardProject(deps, {
-    project: { id: projectId, path: path ?? `project-${projectId}` },
+    project: { id: projectId, path: opts.path ?? path ?? `project-${projectId}` },
     environments,
     mode: "plan",
+    ...(opts.components ? { components: opts.components } : {}),
   });
+}
+
+/**
+ * Retires every identity of a project that is gone (GitLab answers 404, or shows it pending deletion) or no
+ * longer owns its path (retireApp): its pinned apps and, failing closed, any unpinned app tagged for it that the
+ * bot alone owns; an app anyone else owns is never touched. The identities leave the registry (drift repair
+ * stops managing them) for the retired list, which keeps them until the retention period ends. Idempotent.
+ */
+export async function retireProject(
+  deps: OnboardingDeps,
+  input: { projectId: number; path?: string; mode: Mode; now?: Date },
+): Promise<OnboardResult> {
+  const { projectId, mode } = input;
+  const now = input.now ?? new Date();
+  const registry = new Registry(deps.redis, deps.keyPrefix);
+  const retired = new RetiredIdentities(deps.redis, deps.keyPrefix);
+  const registered = await registry.get(projectId);
+  const pins = await registry.pins(projectId);
+  const botSpId = await deps.botSp.objectId();
+  const tagged = await taggedApps(deps.graph, projectId);
+  const taggedEnvs = tagged.map((a) => parseIdentityTags(a.tags)?.environment).filter((e) => e !== undefined);
+  const path = input.path ?? registered?.path ?? `project-${projectId}`;
+  const managed = managedGroups(deps.policy);
+  const outcomes: EnvironmentOutcome[] = [];
+  const project = { id: projectId, path };
+  const audited = mode === "apply" ? deps.audit : undefined;
+  for (const environment of [...new Set([...Object.keys(pins), ...taggedEnvs])].sort()) {
+    const base = { environment, refs: [], subjects: [], groups: [] };
+    try {
+      const r = await withLock(
+        deps.redis,
+        identityLockKey(deps.keyPrefix, projectId, environment),
+        async () => {
+          const pin = await registry.getPin(projectId, environment);
+          const options = {
+            botSpId,
+            projectId,
+            environment,
+            pin,
+            managedGroups: managed,
+            tagged,
+            retire: { now },
+          };
+          // The same audit protocol as every Entra write (entra-audit.ts): intended first, then the outcome.
+          if (audited) {
+            const planned = await offboardIdentity(deps.graph, { ...options, mode: "plan" });
+            await audited.intended(project, environment, planned.changes.filter(isWrite));
+          }
+          const done = await offboardIdentity(deps.graph, {
+            ...options,
+            mode,
+            ...(deps.log ? { log: deps.log } : {}),
+            ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
+          });
+          if (mode === "apply") {
+            // The first retirement's date counts: a repeated retirement does not extend the retention.
+            if (pin?.appObjectId && !(await retired.get(projectId, environment)))
+              await retired.record(projectId, path, pin, now);
+            await registry.removeIdentity(projectId, environment);
+          }
+          return done;
+        },
+        deps.lock,
+      );
+      const writes = r.changes.filter(isWrite).length;
+      const outcome: EnvironmentOutcome = {
+        ...base,
+        status:
+          writes === 0 ? (r.refused ? "refused" : "unchanged") : mode === "plan" ? "would-change" : "removed",
+        changes: r.changes,
+        message:
+          r.refused ??
+          "retired: no federated credential, service principal disabled, kept for the retention period",
+      };
+      await audited?.settled(project, outcome);
+      outcomes.push(outcome);
+    } catch (err) {
+      const failed = settle(environment, err, base);
+      await audited?.settled(project, failed);
+      outcomes.push(failed);
+    }
+  }
+  if (mode === "apply") await registry.removeProject(projectId);
+  return result(deps, { id: projectId, path }, mode, outcomes);
 }

@@ -40,6 +40,11 @@ export interface PlanInput {
   tier?: string | null;
   /** environment_protected claim value, when the policy puts it in `sub`; defaults to "true". */
   environmentProtected?: boolean;
+  /**
+   * The `sub` layout GitLab mints for this project (onboarding/subject-components.ts); defaults to the
+   * policy's. Differs where GitLab refused the policy's default project_id layout.
+   */
+  components?: readonly SubClaimComponent[];
 }
 
 /** Issuer exactly as GitLab writes `iss`: policy, else GITLAB_OIDC_ISSUER, else GITLAB_URL; never normalised. */
@@ -109,7 +114,7 @@ export function planIdentity(input: PlanInput): IdentityPlan | undefined {
   const prefix = policy.naming.prefix;
   const tier = input.tier ?? resolved.policy.tier ?? guessTier(environment);
   const env = { tier, protected: input.environmentProtected ?? true };
-  const components = policy.gitlab.subClaimComponents;
+  const components = input.components ?? policy.gitlab.subClaimComponents;
   const fics = refs.map(
     (refRule): DesiredFic => ({
       name: ficName(prefix, refRule),

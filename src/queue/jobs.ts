@@ -35,6 +35,11 @@ export const reportJobSchema = z.object({
   ciVariables: z.boolean().default(false),
   /** Create or update the project's onboarding issue. */
   issue: z.boolean().default(false),
+  /**
+   * The project may be unreachable (pending deletion archives it; a 404 project has no issues): a permanent
+   * GitLab refusal ends the report quietly instead of failing the job.
+   */
+  bestEffort: z.boolean().default(false),
   /** Answer a slash command in its issue; `body` absent = render from `result`. */
   reply: z
     .object({
