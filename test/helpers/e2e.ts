@@ -138,3 +138,33 @@ export async function editComment(
 export function graphCalls(stack: SandboxStack): number {
   return stack.entra.stats.requests.filter((r) => r.kind !== "login").length;
 }
+
+/** The service principal of the bot's app for (project, environment). */
+export function spFor(stack: SandboxStack, projectId: number, env: string) {
+  const app = appFor(stack, projectId, env);
+  return [...stack.entra.state.servicePrincipals.values()].find((s) => s.appId === app?.appId);
+}
+
+/**
+ * A retired identity, as the Entra simulator holds it: the app registration and its principal still exist
+ * (the audit trail), with no federated credential, the principal disabled, in no group, tagged retired.
+ */
+export function retiredState(stack: SandboxStack, projectId: number, env: string) {
+  const app = appFor(stack, projectId, env);
+  const sp = spFor(stack, projectId, env);
+  const groups = [...stack.entra.state.groups.values()].filter((g) => (sp ? g.members.has(sp.id) : false));
+  return {
+    exists: Boolean(app && sp),
+    fics: app?.fics.length ?? -1,
+    accountEnabled: sp?.accountEnabled,
+    groups: groups.length,
+    retiredTag: app?.tags.includes("gitlab-retired") ?? false,
+  };
+}
+
+export const RETIRED = { exists: true, fics: 0, accountEnabled: false, groups: 0, retiredTag: true } as const;
+
+/** Entra's AADSTS code in a token-endpoint error body. */
+export function aadsts(body: unknown): number | undefined {
+  return (body as { error_codes?: number[] } | undefined)?.error_codes?.[0];
+}
