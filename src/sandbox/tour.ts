@@ -83,11 +83,32 @@ export async function playTour(stack: SandboxStack, say: Say): Promise<void> {
   say(`   main -> production with the new path: ${await login(stack, project.id, "production", "main")}`);
 
   say(
-    "\n5. The project is deleted (project_destroy): every identity goes, so the path cannot be reused to log in.",
+    "\n5. The project is deleted (project_destroy, confirmed by GitLab's 404): every identity is retired, so the path cannot be reused to log in.",
   );
-  const before = apps(stack, project.id).length;
+  const fics = () => apps(stack, project.id).reduce((n, a) => n + a.fics.length, 0);
+  const enabled = () =>
+    apps(stack, project.id).filter((a) =>
+      [...stack.entra.state.servicePrincipals.values()].some(
+        (sp) => sp.appId === a.appId && sp.accountEnabled,
+      ),
+    ).length;
+  const before = { fics: fics(), enabled: enabled() };
+  const app = apps(stack, project.id).find((a) => a.tags.includes("gitlab-env:production"));
+  const token = await stack.gitlab.mintIdToken({
+    projectId: project.id,
+    ref: "main",
+    refType: "branch",
+    audience: AUDIENCE,
+  });
   await stack.driver.deleteProject(project.id);
   await settle();
-  say(`   app registrations: ${before} -> ${apps(stack, project.id).length}`);
+  say(`   federated credentials: ${before.fics} -> ${fics()}`);
+  say(`   enabled service principals: ${before.enabled} -> ${enabled()}`);
+  say(`   app registrations kept, disabled, for the audit trail: ${apps(stack, project.id).length}`);
+  const res = app ? await stack.entra.exchange({ clientId: app.appId, assertion: token }) : undefined;
+  const body = res?.body as { error_codes?: number[]; error?: string } | undefined;
+  say(
+    `   a main pipeline token minted before the deletion: ${res?.status} ${body?.error ?? ""} AADSTS${body?.error_codes?.[0] ?? "?"}`,
+  );
   say(`\nTour finished in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
 }

@@ -39,7 +39,9 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(out).toMatch(/main -> production: 200 OK/);
     expect(out).toMatch(/feature\/login -> production: 400 .*AADSTS7002/);
     expect(out).toMatch(/demo\/webapp-v2:ref_type:branch:ref:main/);
-    expect(out).toMatch(/app registrations: 2 -> 0/);
+    expect(out).toMatch(/federated credentials: 3 -> 0/);
+    expect(out).toMatch(/enabled service principals: 2 -> 0/);
+    expect(out).toMatch(/minted before the deletion: 400 unauthorized_client AADSTS7000112/);
   });
 
   it("starts its own redis-server when nothing answers at REDIS_URL", async () => {
@@ -50,7 +52,9 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(err).toBe("");
     expect(code).toBe(0);
     expect(out).toMatch(/Redis +redis:\/\/127\.0\.0\.1:\d+ \(started by the sandbox/);
-    expect(out).toMatch(/app registrations: 2 -> 0/);
+    expect(out).toMatch(/federated credentials: 3 -> 0/);
+    expect(out).toMatch(/enabled service principals: 2 -> 0/);
+    expect(out).toMatch(/minted before the deletion: 400 unauthorized_client AADSTS7000112/);
   });
 
   it("says how to get Redis when none answers and redis-server is not on PATH", async () => {
