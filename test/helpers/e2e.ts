@@ -1,3 +1,4 @@
+import type { AuditRecord } from "../../src/onboarding/audit.ts";
 import type { Delivery } from "../../src/sandbox/gitlab-driver.ts";
 import type { SimIssue, SimNote } from "../../src/sandbox/gitlab-sim.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
@@ -167,4 +168,54 @@ export const RETIRED = { exists: true, fics: 0, accountEnabled: false, groups: 0
 /** Entra's AADSTS code in a token-endpoint error body. */
 export function aadsts(body: unknown): number | undefined {
   return (body as { error_codes?: number[] } | undefined)?.error_codes?.[0];
+}
+
+/**
+ * Everything in the Entra simulator that decides who can log in and with which rights, in a stable order:
+ * apps (name, tags, federated credentials), service principals (enabled or not), group members. Two equal
+ * snapshots mean no identity, credential or membership changed.
+ */
+export function entraSnapshot(stack: SandboxStack): string {
+  const { applications, servicePrincipals, groups } = stack.entra.state;
+  return JSON.stringify({
+    apps: [...applications.values()]
+      .map((a) => ({
+        id: a.id,
+        displayName: a.displayName,
+        tags: [...a.tags].sort(),
+        fics: a.fics
+          .map((f) => ({ name: f.name, issuer: f.issuer, subject: f.subject, audiences: f.audiences }))
+          .sort((x, y) => x.name.localeCompare(y.name)),
+      }))
+      .sort((x, y) => x.id.localeCompare(y.id)),
+    sps: [...servicePrincipals.values()]
+      .map((s) => ({ id: s.id, appId: s.appId, accountEnabled: s.accountEnabled, tags: [...s.tags].sort() }))
+      .sort((x, y) => x.id.localeCompare(y.id)),
+    groups: [...groups.values()].map((g) => ({ id: g.id, members: [...g.members].sort() })),
+  });
+}
+
+/** The audit trail of one project, as an operator reads it (GET /admin/audit). */
+export async function auditOf(stack: SandboxStack, projectId: number): Promise<AuditRecord[]> {
+  const res = await fetch(`${stack.service.url}/admin/audit?project=${projectId}&limit=500`, {
+    headers: { Authorization: `Bearer ${stack.secrets.adminToken}` },
+  });
+  if (res.status !== 200) throw new Error(`GET /admin/audit answered ${res.status}`);
+  return ((await res.json()) as { records: AuditRecord[] }).records;
+}
+
+/** One sample of a Prometheus series from GET /metrics; 0 when the series does not exist yet. */
+export async function metricValue(
+  stack: SandboxStack,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const text = await (await fetch(`${stack.service.url}/metrics`)).text();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const [series, value] = line.split(/\s+/);
+    if (want.every((l) => series?.includes(l))) return Number(value);
+  }
+  return 0;
 }
