@@ -293,13 +293,26 @@ async function checkRedis(config: Config, timeoutMs: number): Promise<CheckResul
   }
 }
 
+/**
+ * A warning for a valid policy that still leaves a window open: `project_path`-headed subjects name a path, and
+ * a path can be renamed, transferred or freed and re-created without the bot hearing of it until its next
+ * drift repair. The default `project_id` layout names an id GitLab never reuses.
+ */
+export function policyWarning(policy: Policy): string | undefined {
+  const components = policy.gitlab.subClaimComponents;
+  if (components[0] !== "project_path") return undefined;
+  return `gitlab.subClaimComponents starts with project_path: credentials name the project's path, so a rename, transfer or deletion GitLab does not announce (GitLab.com group hooks, subgroup transfers) leaves them naming a path someone else can take until drift repair (DRIFT_INTERVAL_SECONDS) catches it. Remove gitlab.subClaimComponents to use the default [project_id, ref_type, ref] where GitLab supports it`;
+}
+
 export async function runPreflight(deps: PreflightDeps): Promise<CheckResult[]> {
   const policy = "error" in deps.policy ? undefined : (deps.policy as Policy);
+  const warning = policy ? policyWarning(policy) : undefined;
   const policyCheck: CheckResult = policy
     ? {
         name: "policy",
         ok: true,
         detail: `${deps.config.policyFile} is valid: ${Object.keys(policy.environments).length} environment rule(s)`,
+        ...(warning ? { warning } : {}),
       }
     : { name: "policy", ok: false, detail: (deps.policy as { error: string }).error };
   const [graph, gitlab, issuer, redis] = await Promise.all([
