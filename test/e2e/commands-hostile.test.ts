@@ -59,7 +59,7 @@ describe("environment names that are Object.prototype's keys", () => {
         expect(await attemptsFor(noteId)).toEqual([1]);
         const reply = statusNotes(stack, projectId, issue.iid)[0]?.body ?? "";
         if (verb === "offboard") {
-          expect(reply).toMatch(/no identity exists for environment/);
+          expect(reply).toMatch(/no identity (of the bot )?exists for environment/);
         } else {
           expect(reply).toMatch(/no rule for/);
           expect(reply).toMatch(/Environments the policy allows: `production`, `staging`, `review\/\*`/);

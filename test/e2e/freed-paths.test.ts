@@ -1,5 +1,8 @@
 import type { Job } from "bullmq";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Registry } from "../../src/onboarding/registry.ts";
+import { RetiredIdentities } from "../../src/onboarding/retired.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import {
@@ -13,6 +16,8 @@ import {
   retiredState,
   subjectsOf,
 } from "../helpers/e2e.ts";
+import { simBotSp, simGraph } from "../helpers/entra.ts";
+import { deletePrefix, TEST_REDIS_URL } from "../helpers/redis.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 /**
@@ -233,13 +238,24 @@ describe("fail closed on freed paths, for every event GitLab does not send", () 
     expect((await runDrift()).report.purged).toBe(0);
     expect(appFor(stack, old.id, "production")).toBeDefined();
 
-    // 31 days later (the retirement date lives in the app's tags, so Entra remembers it, not Redis).
-    const longAgo = new Date(Date.now() - 31 * 24 * 3600 * 1000).toISOString();
+    // 31 days later: the retirement date, as the retired list and the app's tags in Entra record it.
+    const longAgo = new Date(Date.now() - 31 * 24 * 3600 * 1000);
     for (const app of stack.entra.state.applications.values()) {
       if (!app.tags.includes(`gitlab-project:${old.id}`)) continue;
       app.tags = app.tags.map((t) =>
-        t.startsWith("gitlab-retired-on:") ? `gitlab-retired-on:${longAgo}` : t,
+        t.startsWith("gitlab-retired-on:") ? `gitlab-retired-on:${longAgo.toISOString()}` : t,
       );
+    }
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const retired = new RetiredIdentities(redis, stack.config.queuePrefix);
+      for (const env of ["production", "staging"]) {
+        const entry = await retired.get(old.id, env);
+        if (!entry) throw new Error(`no retired entry for ${env}`);
+        await retired.record(old.id, entry.path, entry.pin, longAgo);
+      }
+    } finally {
+      await redis.quit();
     }
     const { report } = await runDrift();
     expect(report.purged).toBe(2);
@@ -253,6 +269,42 @@ describe("fail closed on freed paths, for every event GitLab does not send", () 
     expect(
       [...stack.entra.state.applications.values()].filter((a) => a.tags.includes("gitlab-retired")).length,
     ).toBeGreaterThan(0);
+    expect(await failures(stack)).toEqual([]);
+  });
+});
+
+describe("retired identities after Redis loss", () => {
+  it("the registry rebuild from Entra puts retired apps back on the retention list, never in the registry", async () => {
+    const old = await onboarded("reuse/rebuilt");
+    stack.gitlab.removeProject(old.id);
+    await runDrift();
+    expect(retiredState(stack, old.id, "production")).toEqual(RETIRED);
+
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const registry = new Registry(redis, stack.config.queuePrefix);
+      const retired = new RetiredIdentities(redis, stack.config.queuePrefix);
+      await deletePrefix(`${stack.config.queuePrefix}:registry`);
+      expect(await retired.get(old.id, "production")).toBeUndefined();
+
+      const graph = simGraph(stack.entra, {
+        clientId: SANDBOX.botClientId,
+        clientSecret: stack.secrets.azureClientSecret,
+      });
+      const rebuilt = await registry.rebuildFromEntra(
+        graph,
+        simBotSp(graph, { clientId: SANDBOX.botClientId }),
+      );
+      expect(rebuilt.projects.map((p) => p.projectId)).not.toContain(old.id);
+      expect(await registry.get(old.id)).toBeUndefined();
+      expect((await retired.get(old.id, "production"))?.pin.appId).toBe(old.production);
+      expect((await retired.get(old.id, "staging"))?.pin.appObjectId).toBeTruthy();
+    } finally {
+      await redis.quit();
+    }
+    // Drift repair leaves it retired: no credential comes back.
+    await runDrift();
+    expect(retiredState(stack, old.id, "production")).toEqual(RETIRED);
     expect(await failures(stack)).toEqual([]);
   });
 });
