@@ -321,6 +321,25 @@ describe("a namespace-bound job is bounded by GitLab's path, not the payload's",
     expect(appFor(stack, fresh, "staging")).toBeDefined();
   });
 
+  it("a first deployment sourced from another namespace: refused, nothing onboarded", async () => {
+    const web = stack.gitlab.addProject({ path: "victims/web", members: { [alice.id]: 40 } }).id;
+    const r = await enqueue(
+      {
+        type: "environment.seen",
+        project: { id: web, path: "mallory/web" },
+        environments: [{ name: "review/x" }],
+        source: "deployment",
+      },
+      "mallory",
+    );
+    expect(r).toMatchObject({ graphWrites: 0, gitlabWrites: 0, entraUnchanged: true });
+    expect(appFor(stack, web, "review/x")).toBeUndefined();
+    expect((await auditOf(stack, web)).at(-1)).toMatchObject({
+      outcome: "refused",
+      message: "outside-namespace",
+    });
+  });
+
   it("a command sourced from another namespace: refused before anything is answered", async () => {
     const note = stack.gitlab.addUserNote(victim, issue.iid, alice.id, "/entra offboard production");
     const r = await enqueue(
