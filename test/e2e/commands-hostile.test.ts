@@ -122,3 +122,31 @@ describe("strangers (not project members) get no help and hear nothing they type
     expect(entraSnapshot(stack)).toBe(before);
   });
 });
+
+describe("confidentiality comes from GitLab's API, not the delivery", () => {
+  it("an internal note delivered as an ordinary Note Hook is answered internally; the public status note is untouched", async () => {
+    await say(alice.id, "/entra help");
+    const publicBefore = statusNotes(stack, projectId, issue.iid).filter((n) => !n.internal);
+    expect(publicBefore).toHaveLength(1);
+    const publicBody = publicBefore[0]?.body;
+
+    const note = stack.gitlab.addUserNote(projectId, issue.iid, alice.id, "/entra status", {
+      internal: true,
+    });
+    const { event, payload } = stack.driver.notePayload(projectId, issue.iid, {
+      noteId: note.id,
+      authorId: alice.id,
+      text: "/entra status",
+      confidential: false,
+    });
+    expect(event).toBe("Note Hook");
+    expect((await stack.driver.send(event, payload)).status).toBe(202);
+    await settled(stack);
+
+    const internal = statusNotes(stack, projectId, issue.iid).filter((n) => n.internal);
+    expect(internal).toHaveLength(1);
+    expect(internal[0]?.body).toContain("Azure access for");
+    expect(statusNotes(stack, projectId, issue.iid).find((n) => !n.internal)?.body).toBe(publicBody);
+    expect(await failures(stack)).toEqual([]);
+  });
+});
