@@ -62,7 +62,15 @@ export async function resolveSubjectComponents(
     if (!isGitLabError(err) || err.status !== 403) throw err;
     r = {
       status: "unsupported",
-      reason: "GitLab answered 403: the bot user needs the Maintainer role to set it",
+      reason:
+        "GitLab answered 403: the bot user needs at least the Maintainer role on this project to set it",
+    };
+  }
+  if (r.status === "unsupported" && /at least one parameter/i.test(r.reason)) {
+    r = {
+      status: "unsupported",
+      reason:
+        "this GitLab does not know the setting: GitLab before 17.10 answers 400 at least one parameter must be provided",
     };
   }
   if (r.status !== "unsupported") {

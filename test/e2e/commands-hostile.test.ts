@@ -106,7 +106,7 @@ describe("strangers (not project members) get no help and hear nothing they type
   it("the same words from a member get help, without the typed word repeated", async () => {
     await say(alice.id, "/entra hlep <b>bold</b>");
     const reply = statusNotes(stack, projectId, issue.iid)[0]?.body ?? "";
-    expect(reply).toMatch(/That is not an `\/entra` command I know\. Did you mean `\/entra help`\?/);
+    expect(reply).toMatch(/That is not a command I know\. Did you mean `\/entra help`\?/);
     expect(reply).toContain("### `/entra` commands");
     expect(reply).not.toContain("hlep");
     expect(reply).not.toContain("<b>");
