@@ -106,21 +106,32 @@ describe("fail closed on freed paths, for every event GitLab does not send", () 
     expect(res.status).toBe(400);
     expect(aadsts(res.body)).toBe(7000112);
 
-    const records = await auditOf(stack, old.id);
-    const retire = records.filter((r) => r.trigger.event === "drift-repair");
-    expect(retire.map((r) => [r.environment, r.change.op, r.change.kind]).sort()).toEqual(
-      [
-        ["production", "delete", "federatedIdentityCredential"],
-        ["production", "update", "servicePrincipal"],
-        ["production", "remove", "groupMembership"],
-        ["production", "update", "application"],
-        ["staging", "delete", "federatedIdentityCredential"],
-        ["staging", "delete", "federatedIdentityCredential"],
-        ["staging", "update", "servicePrincipal"],
-        ["staging", "remove", "groupMembership"],
-        ["staging", "update", "application"],
-      ].sort(),
-    );
+    // Audited like every Entra write: each retirement write announced (intended), then recorded (ok), then one
+    // closing record per environment.
+    const records = (await auditOf(stack, old.id)).filter((r) => r.trigger.event === "drift-repair");
+    const writes = (outcome: string) =>
+      records
+        .filter((r) => r.outcome === outcome && r.change.op !== "observe")
+        .map((r) => [r.environment, r.change.op, r.change.kind])
+        .sort();
+    const expected = [
+      ["production", "delete", "federatedIdentityCredential"],
+      ["production", "update", "servicePrincipal"],
+      ["production", "remove", "groupMembership"],
+      ["production", "update", "application"],
+      ["staging", "delete", "federatedIdentityCredential"],
+      ["staging", "delete", "federatedIdentityCredential"],
+      ["staging", "update", "servicePrincipal"],
+      ["staging", "remove", "groupMembership"],
+      ["staging", "update", "application"],
+    ].sort();
+    expect(writes("intended")).toEqual(expected);
+    expect(writes("ok")).toEqual(expected);
+    expect(
+      records
+        .filter((r) => r.change.op === "observe" && r.change.kind === "application")
+        .map((r) => r.environment),
+    ).toEqual(expect.arrayContaining(["production", "staging"]));
     expect(await failures(stack)).toEqual([]);
   });
 
