@@ -105,7 +105,7 @@ async function appendDeliveryRecord(ctx: WorkContext, rec: AuditRecordInput): Pr
         event: "(withheld)",
         eventId: rec.trigger.eventId.replace(/[^\w.:-]/g, "_").slice(0, 200) || "-",
       },
-      project: { id: rec.project.id, path: `project-${rec.project.id}` },
+      ...(rec.project ? { project: { id: rec.project.id, path: `project-${rec.project.id}` } } : {}),
       change: { ...rec.change, target: "delivery", detail: "(withheld: the delivery held secret-like text)" },
     });
   }
