@@ -1,19 +1,33 @@
 import type { Job } from "bullmq";
-import { isGitLabError } from "../src/gitlab/errors.ts";
+import { EntraError } from "../src/entra/errors.ts";
 import type { Trigger } from "../src/gitlab/intents.ts";
 import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
-import { moveProject, onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
-import { isWrite } from "../src/onboarding/reconciler.ts";
+import { identityLockKey, withLock } from "../src/onboarding/lock.ts";
+import { managedGroups } from "../src/onboarding/managed-groups.ts";
+import { isRetired } from "../src/onboarding/naming.ts";
+import { onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
+import { isWrite, offboardApp } from "../src/onboarding/reconciler.ts";
+import { soleOwner } from "../src/onboarding/registry.ts";
+import { RetiredIdentities } from "../src/onboarding/retired.ts";
+import { auditChanges } from "./audit-changes.ts";
 import { recordFindings } from "./findings.ts";
+import { createWorkContext, type WorkContext } from "./handlers/context.ts";
+import { checkProject } from "./handlers/freed-paths.ts";
+import { establishLayout, recordLayout } from "./handlers/onboard-live.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
 export const DRIFT_SCHEDULER_ID = "drift-repair";
 
+const DAY_MS = 24 * 3600 * 1000;
+
 /**
- * Reconciles every registered project with the same code as onboarding: a plan first (reads only), then
- * an apply only where the plan found differences. Also catches renames GitLab did not tell us about
- * (GitLab.com sends no rename events to group hooks; the bot may have been down).
+ * Reconciles every registered project with what GitLab and the policy say, with the same code as onboarding:
+ * 1. GitLab first (freed-paths.ts): a project GitLab no longer has (404), shows pending deletion or at another
+ *    path (renamed or transferred without an event, a subgroup moved) gets its credentials retired or
+ *    re-subjected at once: a freed path must never keep credentials;
+ * 2. then Entra: a plan (reads only), and an apply only where the plan found differences;
+ * 3. then retired identities past the retention period (policy retention.disabledIdentityDays) are deleted.
  */
 export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
   const trigger: Trigger = {
@@ -23,39 +37,52 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
     source: { kind: "internal" },
     signed: false,
   };
-  // Its writes are audited as they happen (intended, then done); findings once a day by recordFindings.
-  const deps = rt.onboarding((l) => void job.log(l), "drift", trigger);
-  const report = { projects: 0, renamed: 0, repaired: 0, driftFound: 0, missing: 0, findings: 0 };
+  const ctx = createWorkContext(rt, trigger, job, log, "drift");
+  const deps = ctx.onboarding();
+  const report = {
+    projects: 0,
+    renamed: 0,
+    repaired: 0,
+    driftFound: 0,
+    missing: 0,
+    pendingDeletion: 0,
+    retired: 0,
+    purged: 0,
+    findings: 0,
+  };
   for (const project of await rt.registry.list()) {
     report.projects += 1;
-    let path = project.path;
-    try {
-      const live = await rt.gitlab.getProject(project.projectId);
-      if (live.pathWithNamespace !== project.path) {
-        metrics.driftFoundTotal.inc({ kind: "project-path" });
-        await job.log(`project ${project.projectId} moved: ${project.path} -> ${live.pathWithNamespace}`);
-        await moveProject(deps, {
-          project: { id: project.projectId, path: live.pathWithNamespace },
-        });
-        metrics.driftRepairedTotal.inc({ kind: "project-path" });
-        report.renamed += 1;
-        path = live.pathWithNamespace;
-        continue;
-      }
-    } catch (err) {
-      if (isGitLabError(err) && err.status === 404) {
-        // Deleted while we were not listening, or our token lost access: never offboard on a guess.
-        report.missing += 1;
-        log.warn(
-          { project: project.projectId, path: project.path },
-          "registered project not found in GitLab; run /entra offboard or check the bot's access",
-        );
-        await job.log(`project ${project.projectId} (${project.path}) not found in GitLab: left alone`);
-        continue;
-      }
-      throw err;
+    const check = await checkProject(ctx, project.projectId, { part: `p${project.projectId}` });
+    if (check.outcome === "retired") {
+      metrics.driftFoundTotal.inc({ kind: "project-gone" });
+      metrics.driftRepairedTotal.inc({ kind: "project-gone" });
+      report.retired += 1;
+      if (check.reason === "pending-deletion") report.pendingDeletion += 1;
+      else report.missing += 1;
+      continue;
     }
-    const plan = await projectStatus(deps, project.projectId);
+    if (check.outcome === "moved") {
+      metrics.driftFoundTotal.inc({ kind: "project-path" });
+      metrics.driftRepairedTotal.inc({ kind: "project-path" });
+      report.renamed += 1;
+      continue;
+    }
+    if (check.outcome !== "unchanged") continue;
+
+    // The same layout decision as every onboarding (subject-components.ts via establishLayout): a policy change
+    // (a rule that now binds refs) is set in GitLab first, then the credentials converge to it.
+    const layout = await establishLayout(ctx, check.live);
+    if (!layout.ok) {
+      log.warn(
+        { project: project.projectId },
+        "no token subject layout GitLab accepts; credentials left as they are",
+      );
+      ctx.note(`project ${project.projectId}: ${layout.message}`);
+      continue;
+    }
+    await recordLayout(ctx, project.projectId, layout);
+    const binding = layout;
+    const plan = await projectStatus(deps, project.projectId, { path: project.path, binding });
     // Look-alike apps and memberships in groups no rule names: reported, never repaired.
     report.findings += await recordFindings(rt, trigger, plan, job);
     const drifted = plan.environments.filter((e) => e.status === "would-change");
@@ -66,9 +93,10 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
       report.driftFound += writes.length;
     }
     const result = await onboardProject(deps, {
-      project: { id: project.projectId, path },
+      project: { id: project.projectId, path: project.path },
       environments: drifted.map((e) => e.environment),
       mode: "apply",
+      binding,
     });
     for (const env of result.environments) {
       const writes = env.changes.filter(isWrite);
@@ -76,6 +104,58 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
       report.repaired += writes.length;
     }
   }
+  report.purged = await purgeRetired(ctx);
   await job.log(`drift repair: ${JSON.stringify(report)}`);
   return report;
+}
+
+/**
+ * Deletes retired identities whose retention period is over (the retired list, restored from Entra's tags by
+ * registry:rebuild). Only an app the bot alone owns and that is still retired is deleted; one onboarded again
+ * meanwhile, or owned by someone else, is dropped from the list and left as it is.
+ */
+async function purgeRetired(ctx: WorkContext): Promise<number> {
+  const { rt } = ctx;
+  const retired = new RetiredIdentities(rt.redis, rt.config.queuePrefix);
+  const cutoff = new Date(Date.now() - rt.policy.retention.disabledIdentityDays * DAY_MS);
+  const botSpId = await rt.botSp.objectId();
+  const managed = managedGroups(rt.policy);
+  let purged = 0;
+  for (const entry of await retired.due(cutoff)) {
+    const { projectId, pin } = entry;
+    const env = pin.environment;
+    await withLock(rt.redis, identityLockKey(rt.config.queuePrefix, projectId, env), async () => {
+      // Read again under the lock: an onboarding that held it may have taken this identity back.
+      const still = await retired.get(projectId, env);
+      const app = still?.pin.appObjectId ? await rt.graph.getApplication(still.pin.appObjectId) : null;
+      if (!still || !app) {
+        await retired.remove(projectId, env);
+        return;
+      }
+      if (!isRetired(app.tags) || !soleOwner(await rt.graph.listApplicationOwners(app.id), botSpId)) {
+        ctx.note(
+          `retired identity ${app.displayName} is no longer retired or no longer the bot's alone: kept`,
+        );
+        await retired.remove(projectId, env);
+        return;
+      }
+      const changes = await offboardApp(rt.graph, app, { mode: "apply", managedGroups: managed });
+      await auditChanges(
+        rt,
+        ctx.trigger,
+        { id: projectId, path: entry.path },
+        changes.map((change) => ({ change, environment: env })),
+      );
+      await retired.remove(projectId, env);
+      ctx.note(
+        `retired identity ${app.displayName} (retired ${entry.retiredAt}) deleted after the retention period`,
+      );
+      purged += 1;
+    }).catch((err: unknown) => {
+      if (!(err instanceof EntraError) || !err.permanent) throw err;
+      ctx.log.warn({ app: pin.appObjectId, err: err.message }, "retired identity could not be deleted");
+      ctx.note(`retired identity ${pin.displayName} could not be deleted: ${err.message}`);
+    });
+  }
+  return purged;
 }

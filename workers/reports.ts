@@ -1,5 +1,6 @@
 import type { Job } from "bullmq";
 import { UnrecoverableError } from "bullmq";
+import { isGitLabError } from "../src/gitlab/errors.ts";
 import { assertInert, join, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
 import type { Logger } from "../src/logging.ts";
 import { collisionNotes } from "../src/onboarding/collision-notes.ts";
@@ -11,9 +12,8 @@ import {
   upsertOnboardingIssue,
 } from "../src/onboarding/report.ts";
 import { renderOnboardingMarkdown } from "../src/onboarding/snippet.ts";
-import { applySubClaimComponents } from "../src/onboarding/sub-claim-step.ts";
 import type { Change } from "../src/onboarding/types.ts";
-import { reportJobSchema } from "../src/queue/jobs.ts";
+import { type ParsedReportJob, reportJobSchema } from "../src/queue/jobs.ts";
 import { auditChanges } from "./audit-changes.ts";
 import type { WorkerRuntime } from "./runtime.ts";
 
@@ -28,22 +28,29 @@ export async function handleReport(rt: WorkerRuntime, job: Job, log: Logger): Pr
       `JOB_DATA_INVALID: report job data does not match its schema (${parsed.error.issues[0]?.path.join(".")})`,
     );
   }
-  const data = parsed.data;
+  try {
+    return await writeReport(rt, job, parsed.data);
+  } catch (err) {
+    if (parsed.data.bestEffort && isGitLabError(err) && !err.retryable) {
+      log.info(
+        { project: parsed.data.project.id, err: err.message },
+        "project not reachable; report skipped",
+      );
+      await job.log(`project not reachable in GitLab (${err.message}): report skipped`);
+      return { skipped: "project not reachable" };
+    }
+    throw err;
+  }
+}
+
+async function writeReport(rt: WorkerRuntime, job: Job, data: ParsedReportJob): Promise<unknown> {
   const { project, trigger, result } = data;
   const changes: Change[] = [];
   const notes: SafeMarkdown[] = result ? collisionNotes(result) : [];
   const internal = data.reply?.internal === true || data.mergeRequestReply?.internal === true;
 
-  // A separate, non-fatal step: old GitLab or a bot below Maintainer gets an "Action needed" line, and the
-  // variables, issue and reply below still happen.
-  if (data.subClaim && result) {
-    const step = await applySubClaimComponents(rt.gitlab, project.id, result.subClaimComponents);
-    changes.push(...step.changes);
-    if (step.actionNeeded) {
-      notes.push(step.actionNeeded);
-      log.warn({ project: project.id, reason: step.reason }, "sub claim components not set");
-    }
-  }
+  // Bot-written notices crossed Redis in the result: re-checked before they are posted.
+  notes.push(...(result?.notices ?? []).map(assertInert));
 
   // Only an applied outcome has identities whose client ids can go into variables.
   const ciVariablesSet = data.ciVariables && result?.mode === "apply";

@@ -12,7 +12,6 @@ import type { Trigger } from "../src/gitlab/intents.ts";
 import { metrics } from "../src/http/metrics.ts";
 import type { Logger } from "../src/logging.ts";
 import { AuditLog } from "../src/onboarding/audit.ts";
-import { createBindingSource } from "../src/onboarding/binding.ts";
 import { createEntraWriteAudit } from "../src/onboarding/entra-audit.ts";
 import type { OnboardingDeps } from "../src/onboarding/onboard.ts";
 import { resolveIssuer } from "../src/onboarding/planner.ts";
@@ -151,14 +150,6 @@ export function createWorkerRuntime(opts: {
       issuer,
       tenantId: credential.tenantId,
       groups,
-      // Every worker path (commands, events, drift, renames) establishes the project's sub claim first.
-      binding: createBindingSource({
-        policy,
-        gitlab,
-        redis,
-        keyPrefix: config.queuePrefix,
-        ...(log ? { log } : {}),
-      }),
       // The identity lease follows the job lock: a SIGKILLed worker frees both at about the same time.
       ...(config.jobs ? { lock: { leaseMs: config.jobs.lockDurationMs } } : {}),
       ...(config.replication ? { replication: config.replication } : {}),

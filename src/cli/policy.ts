@@ -4,7 +4,8 @@
  *   npm run policy -- diff <new policy file> [--sandbox-ca]
  * explain: the rule that matches the project and, per environment, refs, subjects, groups (templates resolved
  * through Graph when AZURE_* is configured and --offline is not given) and who may onboard it. Reads
- * POLICY_FILE (or --policy); needs no other configuration offline.
+ * POLICY_FILE (or --policy); needs no other configuration offline. With --project-id (and the worker's
+ * configuration), the subjects follow the layout the registry recorded as established in GitLab for it.
  * diff: for every project the bot manages (the registry in Redis, plus Entra's tags), what applying the new
  * policy file would change in Entra. Reads only: Graph and Redis are read, GitLab is not called. Needs the
  * worker's configuration (AZURE_*, GRAPH_BASE_URL, REDIS_URL, QUEUE_PREFIX, GITLAB_URL for the issuer).
@@ -17,6 +18,8 @@ import { ConfigError, formatProblem } from "../config/problems.ts";
 import { createGraphApiFromConfig } from "../entra/graph-client.ts";
 import { BotServicePrincipal } from "../entra/self.ts";
 import { resolveIssuer } from "../onboarding/planner.ts";
+import { Registry } from "../onboarding/registry.ts";
+import type { SubjectLayout } from "../onboarding/subject-components.ts";
 import { policyDiff, renderPolicyDiff } from "../policy/diff.ts";
 import { explainProject } from "../policy/explain.ts";
 import { GroupResolver } from "../policy/group-resolver.ts";
@@ -55,6 +58,8 @@ async function explain(path: string, values: Record<string, string | boolean | u
     return 2;
   }
   const resolver = config ? new GroupResolver(createGraphApiFromConfig(config)) : undefined;
+  // With a project id and Redis: the layout established in GitLab for it, the record status and diff read.
+  const established = config && projectId !== undefined ? await recordedLayout(config, projectId) : undefined;
   for (const w of policyWarnings(policy)) process.stdout.write(`warning: ${w}\n`);
   process.stdout.write(
     await explainProject({
@@ -62,12 +67,22 @@ async function explain(path: string, values: Record<string, string | boolean | u
       projectPath: path,
       issuer,
       ...(projectId !== undefined ? { projectId } : {}),
+      ...(established ? { established } : {}),
       ...(resolver ? { resolveGroups: (refs, v, where) => resolver.resolve(refs, v, where) } : {}),
     }),
   );
   if (!resolver)
     process.stdout.write("\n(offline: group templates shown as names, not resolved through Graph)\n");
   return 0;
+}
+
+async function recordedLayout(config: Config, projectId: number): Promise<SubjectLayout | undefined> {
+  const redis = createWorkerConnection(config.redisUrl, { maxRetriesPerRequest: 3 }, config.redisSentinel);
+  try {
+    return (await new Registry(redis, config.queuePrefix).get(projectId))?.subjectLayout;
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
 }
 
 async function diff(file: string): Promise<number> {

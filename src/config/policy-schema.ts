@@ -119,23 +119,43 @@ export const ruleSchema = z
   .strict();
 export type PolicyRule = z.infer<typeof ruleSchema>;
 
+/**
+ * The default `sub` layout: headed by the project id, which GitLab never reuses, so a rename, a transfer or a
+ * new project at a freed path can never match another project's credentials. Used where GitLab accepts it
+ * (feature-detected per project); where it does not, the credentials follow what GitLab really mints.
+ */
+export const DEFAULT_SUB_CLAIM_COMPONENTS: readonly SubClaimComponent[] = ["project_id", "ref_type", "ref"];
+/** What GitLab puts in `sub` for a project that never set ci_id_token_sub_claim_components. */
+export const GITLAB_DEFAULT_SUB_CLAIM_COMPONENTS: readonly SubClaimComponent[] = [
+  "project_path",
+  "ref_type",
+  "ref",
+];
+
+const gitlabPolicySchema = z
+  .object({
+    issuer: z
+      .url({ message: "must be an absolute https URL, e.g. https://gitlab.example.com" })
+      .refine((u) => u.startsWith("https://"), "must use https: Entra only fetches keys over https")
+      .refine((u) => u === u.trim(), "must not have leading or trailing whitespace")
+      .optional(),
+    subClaimComponents: subClaimComponentsSchema.optional(),
+    audience: z.string().min(1).max(600).default("api://AzureADTokenExchange"),
+  })
+  .strict()
+  .transform(({ subClaimComponents, ...rest }) => ({
+    ...rest,
+    subClaimComponents: subClaimComponents ?? [...DEFAULT_SUB_CLAIM_COMPONENTS],
+    /**
+     * Whether the policy file names the components. An explicit choice is honoured or refused; the default
+     * falls back to what GitLab mints where it refuses project_id (see onboarding/subject-components.ts).
+     */
+    subClaimComponentsExplicit: subClaimComponents !== undefined,
+  }));
+
 export const policySchema = z
   .object({
-    gitlab: z
-      .object({
-        issuer: z
-          .url({ message: "must be an absolute https URL, e.g. https://gitlab.example.com" })
-          .refine((u) => u.startsWith("https://"), "must use https: Entra only fetches keys over https")
-          .refine((u) => u === u.trim(), "must not have leading or trailing whitespace")
-          .optional(),
-        subClaimComponents: subClaimComponentsSchema.default(["project_path", "ref_type", "ref"]),
-        audience: z.string().min(1).max(600).default("api://AzureADTokenExchange"),
-      })
-      .strict()
-      .default({
-        subClaimComponents: ["project_path", "ref_type", "ref"],
-        audience: "api://AzureADTokenExchange",
-      }),
+    gitlab: gitlabPolicySchema.prefault({}),
     scope: z
       .object({
         include: z.array(z.string().min(1)).default(["**"]),
@@ -179,6 +199,15 @@ export const policySchema = z
       })
       .strict()
       .default({ prefix: "gitlab" }),
+    /**
+     * Identities whose project is gone (404, pending deletion) are retired, not deleted: federated credentials
+     * and group memberships removed at once, the service principal disabled, the app kept for the audit trail
+     * for this many days, then deleted by drift repair. 0: deleted at the next drift repair.
+     */
+    retention: z
+      .object({ disabledIdentityDays: z.number().int().min(0).max(3650).default(30) })
+      .strict()
+      .default({ disabledIdentityDays: 30 }),
   })
   .strict()
   .superRefine((p, ctx) => {

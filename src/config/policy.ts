@@ -56,7 +56,8 @@ export function environmentRule(
   name: string,
   tier?: string | null,
 ): ResolvedEnvironment | undefined {
-  const exact = policy.environments[name];
+  // Own keys only: a typed name such as "constructor" or "__proto__" must not reach Object.prototype.
+  const exact = Object.hasOwn(policy.environments, name) ? policy.environments[name] : undefined;
   if (exact) return { name, rule: name, policy: exact };
   for (const [key, rule] of Object.entries(policy.environments)) {
     if (picomatch.isMatch(name, key)) return { name, rule: key, policy: rule };

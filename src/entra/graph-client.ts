@@ -39,7 +39,12 @@ const applicationSchema = z.object({
   displayName: z.string().nullable().default(""),
   tags: z.array(z.string()).nullable().default([]),
 });
-const servicePrincipalSchema = z.object({ id: z.string(), appId: z.string() });
+const servicePrincipalSchema = z.object({
+  id: z.string(),
+  appId: z.string(),
+  accountEnabled: z.boolean().nullish(),
+});
+const SP_BY_APP_SELECT = "$select=id,appId,accountEnabled";
 const ficSchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -80,7 +85,7 @@ const servicePrincipalWithCredentialsSchema = servicePrincipalSchema.extend({
   keyCredentials: credentialList,
 });
 const APP_SELECT = "id,appId,displayName,tags,passwordCredentials,keyCredentials";
-const SP_SELECT = "id,appId,passwordCredentials,keyCredentials";
+const SP_SELECT = "id,appId,accountEnabled,passwordCredentials,keyCredentials";
 
 const P = {
   appRead: "Application.Read.All (or Application.ReadWrite.OwnedBy)",
@@ -214,6 +219,11 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       throw err;
     }
   };
+  const toSp = (s: z.infer<typeof servicePrincipalSchema>): GraphServicePrincipal => ({
+    id: s.id,
+    appId: s.appId,
+    ...(typeof s.accountEnabled === "boolean" ? { accountEnabled: s.accountEnabled } : {}),
+  });
   const toApp = (a: z.infer<typeof applicationSchema>): GraphApplication => ({
     id: a.id,
     appId: a.appId,
@@ -275,8 +285,8 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
     async getServicePrincipalByAppId(appId) {
       const op = { action: `read the service principal of app ${appId}`, permission: P.appRead };
       try {
-        const r = await send(op, "GET", `/servicePrincipals(appId=${quote(appId)})?$select=id,appId`);
-        return parse(op, servicePrincipalSchema, r);
+        const r = await send(op, "GET", `/servicePrincipals(appId=${quote(appId)})?${SP_BY_APP_SELECT}`);
+        return toSp(parse(op, servicePrincipalSchema, r));
       } catch (err) {
         if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return null;
         throw err;
@@ -287,10 +297,10 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       const op = { action: `create the service principal of app ${appId}`, permission: P.appWrite };
       const path = `/servicePrincipals(appId=${quote(appId)})`;
       const r = await send(op, "PATCH", path, { tags }, { Prefer: "create-if-missing" });
-      if (r.status === 201) return { sp: parse(op, servicePrincipalSchema, r), created: true };
+      if (r.status === 201) return { sp: toSp(parse(op, servicePrincipalSchema, r)), created: true };
       // 204: it already existed and Graph sends no body, so read its object id.
-      const got = await send(op, "GET", `${path}?$select=id,appId`);
-      return { sp: parse(op, servicePrincipalSchema, got), created: false };
+      const got = await send(op, "GET", `${path}?${SP_BY_APP_SELECT}`);
+      return { sp: toSp(parse(op, servicePrincipalSchema, got)), created: false };
     },
 
     deleteServicePrincipal(id) {
@@ -459,7 +469,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
           servicePrincipalWithCredentialsSchema,
           await send(op, "GET", `/servicePrincipals/${id}?$select=${SP_SELECT}`),
         );
-        return { id: sp.id, appId: sp.appId, credentialCount: countCredentials(sp) };
+        return { ...toSp(sp), credentialCount: countCredentials(sp) };
       });
     },
 
@@ -489,6 +499,16 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       const filter = encodeURIComponent(`displayName eq ${quote(displayName)}`);
       const groups = await listAll(op, groupSchema, `/groups?$filter=${filter}&$select=id,displayName`);
       return groups.map((g): GraphGroup => ({ id: g.id, displayName: g.displayName ?? "" }));
+    },
+
+    async setServicePrincipalEnabled(principalObjectId, enabled) {
+      const op = {
+        action: `${enabled ? "enable" : "disable"} service principal ${principalObjectId}`,
+        permission: P.appWrite,
+      };
+      // Graph's "Update servicePrincipal" (PATCH, 204 No Content); accountEnabled is a documented writable
+      // property ("If set to false, then no users are able to sign in to this app").
+      await send(op, "PATCH", `/servicePrincipals/${principalObjectId}`, { accountEnabled: enabled });
     },
   };
 }

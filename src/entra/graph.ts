@@ -22,6 +22,8 @@ export interface GraphServicePrincipal {
   appId: string;
   /** As for GraphApplication, when the read selected them. */
   credentialCount?: number;
+  /** false: Entra issues no token for the app at all (a retired identity). Absent = not read. */
+  accountEnabled?: boolean;
 }
 
 /** One entry of an owners or ownedObjects list. */
@@ -114,4 +116,10 @@ export interface GraphApi {
    * Needs GroupMember.Read.All or Group.Read.All (GroupMember.ReadWrite.All includes it).
    */
   listGroupsByDisplayName(displayName: string): Promise<GraphGroup[]>;
+
+  /**
+   * PATCH /servicePrincipals/{id} {accountEnabled}. Disabled, the app's tokens are refused with AADSTS7000112
+   * whatever credential is presented: how a retired identity is kept for the audit trail without being usable.
+   */
+  setServicePrincipalEnabled(principalObjectId: string, enabled: boolean): Promise<void>;
 }

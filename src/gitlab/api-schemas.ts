@@ -18,6 +18,12 @@ export const projectSchema = z.object({
   namespace: z.object({ id: z.number().int(), full_path: z.string() }).optional(),
   /** Absent on GitLab < 17.10 and for tokens that may not see ci_* settings. */
   ci_id_token_sub_claim_components: z.array(z.string()).nullish(),
+  /**
+   * Set while the project waits out its deletion delay (doc/api/projects.md, "Get a single project": both are
+   * dates such as "2020-04-03"; older versions send only `marked_for_deletion_at`). null otherwise.
+   */
+  marked_for_deletion_at: z.string().nullish(),
+  marked_for_deletion_on: z.string().nullish(),
 });
 
 export const memberSchema = z.object({
@@ -38,16 +44,23 @@ export const issueSchema = z.object({
   web_url: z.string(),
   author: z.object({ id: z.number().int(), username: z.string().optional() }).nullish(),
   labels: z.array(z.string()).default([]),
+  /** doc/api/issues.md; absent from some older responses, where it means "not confidential". */
+  confidential: z.boolean().nullish(),
 });
 
+/**
+ * doc/api/notes.md ("Get single issue note" and the list example): `internal` (since 15.0; `confidential` is its
+ * deprecated alias, still sent), `noteable_type` and `noteable_iid` say which issue the note belongs to.
+ */
 export const noteSchema = z.object({
   id: z.number().int(),
   body: z.string(),
   author: z.object({ id: z.number().int(), username: z.string().optional() }),
-  system: z.boolean().default(false),
-  /** Internal notes (GitLab 15.0+; `confidential` before). Absent = public. */
+  system: z.boolean().nullish(),
   internal: z.boolean().nullish(),
   confidential: z.boolean().nullish(),
+  noteable_type: z.string().nullish(),
+  noteable_iid: z.number().int().nullish(),
 });
 
 export const awardEmojiSchema = z.object({

@@ -34,6 +34,8 @@ export interface GitLabProject {
   namespace?: { id: number; fullPath: string };
   /** undefined when this GitLab (or this token's role) does not expose the setting. */
   ciIdTokenSubClaimComponents?: string[];
+  /** When the project waits out its deletion delay: GitLab's `marked_for_deletion_on` (or `_at`). */
+  markedForDeletionOn?: string;
 }
 
 export type SubClaimUpdate =
@@ -51,15 +53,20 @@ export interface GitLabIssue {
   webUrl: string;
   authorId?: number;
   labels: string[];
+  confidential: boolean;
 }
 
 export interface GitLabNote {
   id: number;
   body: string;
   authorId: number;
+  authorUsername?: string;
   system: boolean;
-  /** Internal (only members with Reporter+ see it). */
+  /** Internal note (visible to project members with Reporter or more only). */
   internal: boolean;
+  /** Which object the note is on, when GitLab says ("Issue", and that issue's iid). */
+  noteableType?: string;
+  noteableIid?: number;
 }
 
 export interface GitLabVariable {
@@ -106,6 +113,11 @@ export interface GitLabApi {
   /** The user the token belongs to (the bot); memoised after the first success. */
   currentUser(): Promise<GitLabUser>;
   getProject(id: ProjectId): Promise<GitLabProject>;
+  /**
+   * `GET /projects/:url-encoded-path`: whoever holds the path now (GitLab follows the redirect a rename leaves
+   * behind until the old path is taken), or null on 404.
+   */
+  findProjectByPath(path: string): Promise<GitLabProject | null>;
   /** Sets `ci_id_token_sub_claim_components`; feature-detects GitLab versions that refuse the value. */
   setSubClaimComponents(projectId: ProjectId, components: readonly string[]): Promise<SubClaimUpdate>;
   /** Effective (inherited + invited) access level, or null when the user is not a member. */
@@ -120,6 +132,9 @@ export interface GitLabApi {
     input: { title?: string; description?: string },
   ): Promise<GitLabIssue>;
   findIssues(projectId: ProjectId, query: FindIssuesQuery): Promise<GitLabIssue[]>;
+  getIssue(projectId: ProjectId, issueIid: number): Promise<GitLabIssue>;
+  /** `GET /projects/:id/issues/:issue_iid/notes/:note_id`: 404 when the note is not on that issue. */
+  getIssueNote(projectId: ProjectId, issueIid: number, noteId: number): Promise<GitLabNote>;
   listIssueNotes(projectId: ProjectId, issueIid: number): Promise<GitLabNote[]>;
   createIssueNote(
     projectId: ProjectId,
@@ -191,6 +206,7 @@ function toIssue(raw: unknown): GitLabIssue {
     webUrl: i.web_url,
     authorId: i.author?.id,
     labels: i.labels,
+    confidential: i.confidential === true,
   };
 }
 
@@ -200,8 +216,12 @@ function toNote(raw: unknown): GitLabNote {
     id: n.id,
     body: n.body,
     authorId: n.author.id,
-    system: n.system,
-    internal: n.internal ?? n.confidential ?? false,
+    ...(n.author.username !== undefined ? { authorUsername: n.author.username } : {}),
+    system: n.system === true,
+    // `confidential` is the deprecated name of the same flag; either one set means internal.
+    internal: n.internal === true || n.confidential === true,
+    ...(n.noteable_type ? { noteableType: n.noteable_type } : {}),
+    ...(typeof n.noteable_iid === "number" ? { noteableIid: n.noteable_iid } : {}),
   };
 }
 
@@ -224,6 +244,7 @@ function toProject(raw: unknown): GitLabProject {
     webUrl: p.web_url,
     namespace: p.namespace ? { id: p.namespace.id, fullPath: p.namespace.full_path } : undefined,
     ciIdTokenSubClaimComponents: p.ci_id_token_sub_claim_components ?? undefined,
+    markedForDeletionOn: p.marked_for_deletion_on ?? p.marked_for_deletion_at ?? undefined,
   };
 }
 
@@ -294,6 +315,16 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
       return toProject(await gl.Projects.show(id));
     },
 
+    async findProjectByPath(path) {
+      try {
+        // gitbeaker URL-encodes the path segment (group%2Fproject), as doc/api/rest says a path id must be.
+        return toProject(await gl.Projects.show(path));
+      } catch (err) {
+        if (isGitLabError(err) && err.status === 404) return null;
+        throw err;
+      }
+    },
+
     async setSubClaimComponents(projectId, components) {
       const wanted = [...components];
       const before = toProject(await gl.Projects.show(projectId));
@@ -309,12 +340,13 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
           ciIdTokenSubClaimComponents: wanted,
         } as Parameters<typeof gl.Projects.edit>[1]);
       } catch (err) {
-        // 400 naming the sub claim: GitLab refuses these components; 400 "… at least one parameter must be
-        // provided": GitLab before 17.10 does not know the setting (Grape at_least_one_of, reference §8b).
+        // 400 naming the sub claim: a version that wants project_path first (MR 182257); 400 "at least one
+        // parameter must be provided": older than 17.10, which does not know the attribute (reference/gitlab.md
+        // §8b). A 403 (bot below Maintainer) is thrown: callers decide what it means for them.
         if (
           isGitLabError(err) &&
           err.status === 400 &&
-          /sub.?claim|at least one parameter must be provided/i.test(messageText(err))
+          /sub.?claim|at least one parameter/i.test(messageText(err))
         ) {
           return {
             status: "unsupported",
@@ -385,6 +417,14 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
         state: query.state ?? "all",
       });
       return asArray(raw, "issue list").map(toIssue);
+    },
+
+    async getIssue(projectId, issueIid) {
+      return toIssue(await gl.Issues.show(issueIid, { projectId }));
+    },
+
+    async getIssueNote(projectId, issueIid, noteId) {
+      return toNote(await gl.IssueNotes.show(projectId, issueIid, noteId));
     },
 
     async listIssueNotes(projectId, issueIid) {

@@ -105,6 +105,7 @@ export function createAdminRoutes(opts: AdminRoutesOptions): Hono {
     if (!c.res.headers.has("Cache-Control")) {
       c.res.headers.set("Cache-Control", isStatic(c, base) ? "private, max-age=86400" : "no-store");
     }
+    return;
   };
   // Hono's `/x/*` also matches `/x`, so one registration covers basePath itself and everything under it.
   app.use(`${base}/*`, headers, guard);

@@ -52,6 +52,15 @@ export async function authorizeCommand(
   environments: readonly string[],
   opts: { removal?: boolean; projectPath?: string } = {},
 ): Promise<AuthorizeResult> {
+  // Membership first: a stranger hears only that commands are for members, never anything about the
+  // environments they typed (nor is their text repeated back to them).
+  const level = await gitlab.memberAccessLevel(projectId, userId);
+  if (level === null) {
+    return {
+      ok: false,
+      message: trusted("Sorry, only members of this project can use `/entra` commands here."),
+    };
+  }
   // The rule that governs this project (the top-level default rule when no path is given).
   const rule = opts.projectPath === undefined ? defaultRule(policy) : projectRule(policy, opts.projectPath);
   const ruleFor = (env: string) => environmentIn(rule, env);
@@ -76,14 +85,7 @@ export async function authorizeCommand(
     required = perEnv.find((e) => ACCESS_LEVELS[e.name] === max) ?? required;
   }
 
-  const level = await gitlab.memberAccessLevel(projectId, userId);
   const needed = ACCESS_LEVELS[required.name];
-  if (level === null) {
-    return {
-      ok: false,
-      message: md`Sorry, only members of this project can use \`/entra\` commands here${required.env ? md` for ${code(required.env)}` : trusted("")}: the ${plain(roleLabel(required.name))} role or higher is required.`,
-    };
-  }
   if (level < needed) {
     return {
       ok: false,

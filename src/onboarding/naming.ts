@@ -6,6 +6,26 @@ export const projectTag = (projectId: number) => `gitlab-project:${projectId}`;
 export const environmentTag = (environment: string) => `gitlab-env:${environment}`;
 export const pathTag = (path: string) => `gitlab-path:${path}`;
 
+/**
+ * A retired identity (its project is gone or pending deletion): no credentials, service principal disabled,
+ * kept for the audit trail until drift repair deletes it after the retention period. The exact tag lets one
+ * filtered list call find every retired app; the dated one says since when.
+ */
+export const RETIRED_TAG = "gitlab-retired";
+export const retiredOnTag = (when: Date) => `gitlab-retired-on:${when.toISOString()}`;
+
+export function isRetired(tags: readonly string[]): boolean {
+  return tags.includes(RETIRED_TAG);
+}
+
+/** When the identity was retired, from its tags; undefined when not retired or the date is unreadable. */
+export function retiredOn(tags: readonly string[]): Date | undefined {
+  if (!isRetired(tags)) return undefined;
+  const raw = tags.find((t) => t.startsWith("gitlab-retired-on:"))?.slice("gitlab-retired-on:".length);
+  const when = raw ? new Date(raw) : undefined;
+  return when && !Number.isNaN(when.getTime()) ? when : undefined;
+}
+
 /** Graph caps each tag at 256 characters. */
 export const MAX_TAG_LENGTH = 256;
 /** Kept well under Graph's displayName limit so the Entra portal stays readable. */

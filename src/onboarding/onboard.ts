@@ -6,10 +6,9 @@ import type { GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
 import { GroupResolver } from "../policy/group-resolver.ts";
-import { bindingRefusal, defaultBinding } from "../policy/protection.ts";
+import { bindingRefusal, defaultBinding, type ProjectBinding } from "../policy/protection.ts";
 import { environmentFor, projectRule } from "../policy/rules.ts";
 import { templateValues } from "../policy/templates.ts";
-import type { BindingSource } from "./binding.ts";
 import type { EntraWriteAudit } from "./entra-audit.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
 import { managedGroups } from "./managed-groups.ts";
@@ -24,8 +23,9 @@ import {
   reconcileIdentity,
   taggedApps,
 } from "./reconciler.ts";
-import { Registry } from "./registry.ts";
+import { type PinStore, Registry, registeredIdentity } from "./registry.ts";
 import type { ReplicationWait } from "./replication.ts";
+import { RetiredIdentities } from "./retired.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
 
 export interface OnboardingDeps {
@@ -52,11 +52,6 @@ export interface OnboardingDeps {
   audit?: EntraWriteAudit;
   /** Resolves group templates (cached per worker); default: a fresh resolver per call. */
   groups?: GroupResolver;
-  /**
-   * Establishes the project's sub-claim components in GitLab (binding.ts). Without it (tests of the
-   * reconciler alone) subjects use the policy's components and nothing is bound or refused for binding.
-   */
-  binding?: BindingSource;
 }
 
 /**
@@ -88,7 +83,7 @@ function result(
   project: ProjectRef,
   mode: Mode,
   envs: EnvironmentOutcome[],
-  components: readonly SubClaimComponent[] = deps.policy.gitlab.subClaimComponents,
+  components?: readonly SubClaimComponent[],
 ): OnboardResult {
   return {
     project,
@@ -96,26 +91,57 @@ function result(
     tenantId: deps.tenantId,
     issuer: deps.issuer,
     audience: deps.policy.gitlab.audience,
-    subClaimComponents: [...components],
+    subClaimComponents: [...(components ?? deps.policy.gitlab.subClaimComponents)],
     environments: envs,
   };
 }
 
-export async function onboardProject(
-  deps: OnboardingDeps,
-  input: { project: ProjectRef; environments: string[]; mode: Mode },
-): Promise<OnboardResult> {
+export interface OnboardInput {
+  project: ProjectRef;
+  environments: string[];
+  mode: Mode;
+  /**
+   * What GitLab mints in `sub` for the project, as its caller established it (subject-components.ts): the
+   * components, and why GitLab refused ref_protected if it did. With it, privileged environments the binding
+   * cannot protect are refused (bindingRefusal). Every worker path passes it; without it (tests of the
+   * reconciler alone) subjects use the policy's components and nothing is refused for binding.
+   */
+  binding?: ProjectBinding;
+}
+
+/**
+ * The identity's pin, or, for an identity retired when its project looked gone, the retired pin: onboarding a
+ * restored project takes its old app back (and enables it again) instead of making a second one.
+ */
+function pinsWithRetired(
+  registry: Registry,
+  retired: RetiredIdentities,
+  project: ProjectRef,
+  environment: string,
+): PinStore {
+  const store = registry.pinStore(project.id, project.path, environment);
+  return {
+    get: async () => (await store.get()) ?? (await retired.get(project.id, environment))?.pin,
+    save: async (pin) => {
+      await store.save(pin);
+      await retired.remove(project.id, environment);
+    },
+  };
+}
+
+export async function onboardProject(deps: OnboardingDeps, input: OnboardInput): Promise<OnboardResult> {
   const { project, mode } = input;
   const registry = new Registry(deps.redis, deps.keyPrefix);
+  const retired = new RetiredIdentities(deps.redis, deps.keyPrefix);
   const managed = managedGroups(deps.policy);
   // One tag search per project, only to notice look-alikes: it never supplies an identity.
   let tagged: GraphApplication[] | undefined;
   const outcomes: EnvironmentOutcome[] = [];
   const audited = mode === "apply" ? deps.audit : undefined;
   const wanted = [...new Set(input.environments)];
-  // GitLab first: what it puts in `sub` decides every subject below (and whether privileged ones may exist).
-  const binding =
-    deps.binding && wanted.length ? await deps.binding(project, mode) : defaultBinding(deps.policy);
+  // GitLab first (the caller established it): what it puts in `sub` decides every subject below, and whether
+  // privileged environments may exist.
+  const binding = input.binding ?? defaultBinding(deps.policy);
   const groups = deps.groups ?? new GroupResolver(deps.graph);
   const ledger = new MembershipLedger(deps.redis, deps.keyPrefix);
   for (const environment of wanted) {
@@ -131,18 +157,31 @@ export async function onboardProject(
       });
       continue;
     }
-    const refusal = deps.binding ? bindingRefusal(binding, decision) : undefined;
+    const refusal = input.binding ? bindingRefusal(binding, decision) : undefined;
+    // Set when a refused identity's credentials must go anyway: they name the project's former path.
+    let stripped: string | undefined;
     if (refusal) {
-      // An identity made before binding existed is not torn down by an upgrade: say so, leave it to people.
-      const registered = (await registry.get(project.id))?.environments;
-      const existing =
-        registered && Object.hasOwn(registered, environment) ? registered[environment] : undefined;
-      const message = existing
-        ? `${refusal} Its existing credentials (app ${existing.appId}) were left as they are; /entra offboard ${environment} removes them.`
-        : refusal;
-      deps.log?.(`${environment}: refused: ${message}`);
-      outcomes.push({ ...empty, refs: [...decision.settings.refs], status: "refused", changes: [], message });
-      continue;
+      const registered = await registry.get(project.id);
+      const existing = registeredIdentity(registered, environment);
+      if (!existing || !registered || registered.path === project.path) {
+        // An identity made before binding existed is not torn down by an upgrade: say so, leave it to people.
+        const message = existing
+          ? `${refusal} Its existing credentials (app ${existing.appId}) were left as they are; /entra offboard ${environment} removes them.`
+          : refusal;
+        deps.log?.(`${environment}: refused: ${message}`);
+        outcomes.push({
+          ...empty,
+          refs: [...decision.settings.refs],
+          status: "refused",
+          changes: [],
+          message,
+        });
+        continue;
+      }
+      // The project moved (rename, transfer): its credentials may name the former path, which someone else can
+      // take. They cannot be re-subjected safely, and must not stay: removed, the identity kept (fail closed).
+      stripped = `${refusal} Its credentials named the project's former path ${registered.path}, so they were removed (the app ${existing.appId} is kept): once GitLab can bind protected refs, /entra onboard ${environment} sets them up again.`;
+      deps.log?.(`${environment}: refused: ${stripped}`);
     }
     let plan: ReturnType<typeof planIdentity>;
     try {
@@ -167,7 +206,7 @@ export async function onboardProject(
       outcomes.push({ ...empty, status: "refused", changes: [], message: `no rule for "${environment}"` });
       continue;
     }
-    const desired = plan;
+    const desired = stripped ? { ...plan, fics: [] } : plan;
     const base = {
       environment,
       refs: desired.refs,
@@ -184,7 +223,7 @@ export async function onboardProject(
       const seen = tagged;
       const options = {
         botSpId,
-        pins: registry.pinStore(project.id, project.path, environment),
+        pins: pinsWithRetired(registry, retired, project, environment),
         // Removable: groups the policy names by id, this plan's resolved groups, and those the bot made.
         managedGroups: new Set([...managed, ...desired.groups, ...made]),
         tagged: seen,
@@ -223,13 +262,15 @@ export async function onboardProject(
         );
       }
       const writes = r.changes.filter(isWrite).length;
-      const status = r.refused
-        ? "refused"
-        : writes === 0
-          ? "unchanged"
-          : mode === "plan"
-            ? "would-change"
-            : "changed";
+      // A stripped identity (credentials removed, see above) is a refusal, whatever was written to get there.
+      const status =
+        r.refused || (stripped && mode === "apply")
+          ? "refused"
+          : writes === 0
+            ? "unchanged"
+            : mode === "plan"
+              ? "would-change"
+              : "changed";
       deps.log?.(`${environment}: ${status} (${writes} change${writes === 1 ? "" : "s"})`);
       // The job log is what an operator reads in the queue UI: one line per write (or planned write).
       for (const c of r.changes) {
@@ -242,7 +283,7 @@ export async function onboardProject(
         status,
         changes: r.changes,
         ...(r.identity ? { identity: r.identity } : {}),
-        ...(r.refused ? { message: r.refused } : {}),
+        ...(r.refused || stripped ? { message: r.refused ?? stripped } : {}),
       };
       await audited?.settled(project, outcome);
       outcomes.push(outcome);
@@ -348,20 +389,123 @@ async function managedEnvironments(deps: OnboardingDeps, projectId: number) {
 /** Re-subjects every managed environment after a rename or transfer (FIC names are stable: PATCH in place). */
 export async function moveProject(
   deps: OnboardingDeps,
-  input: { project: ProjectRef },
+  input: { project: ProjectRef; binding?: ProjectBinding },
 ): Promise<OnboardResult> {
   const { environments } = await managedEnvironments(deps, input.project.id);
-  const res = await onboardProject(deps, { project: input.project, environments, mode: "apply" });
+  const res = await onboardProject(deps, {
+    project: input.project,
+    environments,
+    mode: "apply",
+    ...(input.binding ? { binding: input.binding } : {}),
+  });
   await new Registry(deps.redis, deps.keyPrefix).setPath(input.project.id, input.project.path);
   return res;
 }
 
 /** What would change for the project's managed environments; reads only. */
-export async function projectStatus(deps: OnboardingDeps, projectId: number): Promise<OnboardResult> {
+export async function projectStatus(
+  deps: OnboardingDeps,
+  projectId: number,
+  opts: { path?: string; binding?: ProjectBinding } = {},
+): Promise<OnboardResult> {
   const { environments, path } = await managedEnvironments(deps, projectId);
   return onboardProject(deps, {
-    project: { id: projectId, path: path ?? `project-${projectId}` },
+    project: { id: projectId, path: opts.path ?? path ?? `project-${projectId}` },
     environments,
     mode: "plan",
+    ...(opts.binding ? { binding: opts.binding } : {}),
   });
+}
+
+/**
+ * Retires every identity of a project that is gone (GitLab answers 404, or shows it pending deletion) or no
+ * longer owns its path (retireApp): its pinned apps and, failing closed, any unpinned app tagged for it that the
+ * bot alone owns; an app anyone else owns is never touched. The identities leave the registry (drift repair
+ * stops managing them) for the retired list, which keeps them until the retention period ends. Idempotent.
+ */
+export async function retireProject(
+  deps: OnboardingDeps,
+  input: { projectId: number; path?: string; mode: Mode; now?: Date },
+): Promise<OnboardResult> {
+  const { projectId, mode } = input;
+  const now = input.now ?? new Date();
+  const registry = new Registry(deps.redis, deps.keyPrefix);
+  const retired = new RetiredIdentities(deps.redis, deps.keyPrefix);
+  const registered = await registry.get(projectId);
+  const pins = await registry.pins(projectId);
+  const botSpId = await deps.botSp.objectId();
+  const tagged = await taggedApps(deps.graph, projectId);
+  const taggedEnvs = tagged.map((a) => parseIdentityTags(a.tags)?.environment).filter((e) => e !== undefined);
+  const path = input.path ?? registered?.path ?? `project-${projectId}`;
+  const managed = managedGroups(deps.policy);
+  const ledger = new MembershipLedger(deps.redis, deps.keyPrefix);
+  const outcomes: EnvironmentOutcome[] = [];
+  const project = { id: projectId, path };
+  const audited = mode === "apply" ? deps.audit : undefined;
+  for (const environment of [...new Set([...Object.keys(pins), ...taggedEnvs])].sort()) {
+    const base = { environment, refs: [], subjects: [], groups: [] };
+    try {
+      const r = await withLock(
+        deps.redis,
+        identityLockKey(deps.keyPrefix, projectId, environment),
+        async () => {
+          const pin = await registry.getPin(projectId, environment);
+          const options = {
+            botSpId,
+            projectId,
+            environment,
+            pin,
+            // Groups named by template count as the bot's where it made the membership (memberships.ts).
+            managedGroups: new Set([...managed, ...(await ledger.made(projectId, environment))]),
+            tagged,
+            retire: { now },
+          };
+          // The same audit protocol as every Entra write (entra-audit.ts): intended first, then the outcome.
+          if (audited) {
+            const planned = await offboardIdentity(deps.graph, { ...options, mode: "plan" });
+            await audited.intended(project, environment, planned.changes.filter(isWrite));
+          }
+          const done = await offboardIdentity(deps.graph, {
+            ...options,
+            mode,
+            ...(deps.log ? { log: deps.log } : {}),
+            ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
+          });
+          if (mode === "apply") {
+            // The first retirement's date counts: a repeated retirement does not extend the retention.
+            if (pin?.appObjectId && !(await retired.get(projectId, environment)))
+              await retired.record(projectId, path, pin, now);
+            await registry.removeIdentity(projectId, environment);
+            const removed = done.changes.filter((c) => c.kind === "groupMembership" && c.op === "remove");
+            await ledger.record(
+              projectId,
+              environment,
+              [],
+              removed.map((c) => c.target),
+            );
+          }
+          return done;
+        },
+        deps.lock,
+      );
+      const writes = r.changes.filter(isWrite).length;
+      const outcome: EnvironmentOutcome = {
+        ...base,
+        status:
+          writes === 0 ? (r.refused ? "refused" : "unchanged") : mode === "plan" ? "would-change" : "removed",
+        changes: r.changes,
+        message:
+          r.refused ??
+          "retired: no federated credential, service principal disabled, kept for the retention period",
+      };
+      await audited?.settled(project, outcome);
+      outcomes.push(outcome);
+    } catch (err) {
+      const failed = settle(environment, err, base);
+      await audited?.settled(project, failed);
+      outcomes.push(failed);
+    }
+  }
+  if (mode === "apply") await registry.removeProject(projectId);
+  return result(deps, { id: projectId, path }, mode, outcomes);
 }

@@ -52,7 +52,10 @@ export interface PlanInput {
    * groups by template: the planner is pure and does not call Graph.
    */
   groups?: readonly string[];
-  /** What GitLab puts in `sub` for this project (protection.ts); default: the policy's components. */
+  /**
+   * What GitLab puts in `sub` for this project, as established in GitLab (onboarding/subject-components.ts):
+   * its components and, where GitLab refused ref_protected, why. Default: the policy's components.
+   */
   binding?: ProjectBinding;
 }
 

@@ -1,7 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { EntraError, notFoundNames } from "../entra/errors.ts";
 import type { GraphApi, GraphApplication, GraphFic, GraphServicePrincipal } from "../entra/graph.ts";
-import { environmentTag, parseIdentityTags, projectTag } from "./naming.ts";
+import {
+  environmentTag,
+  isRetired,
+  parseIdentityTags,
+  projectTag,
+  RETIRED_TAG,
+  retiredOnTag,
+} from "./naming.ts";
 import type { DesiredFic, IdentityPlan } from "./planner.ts";
 import { describeOwners, type IdentityPin, type PinStore, soleOwner } from "./registry.ts";
 import { pinTime, type ReplicationWait, replicationWait, untilReplicated } from "./replication.ts";
@@ -344,6 +351,18 @@ export async function reconcileIdentity(
     }
   }
 
+  // A retired identity whose project is back (restored, or onboarded again): its principal was disabled.
+  if (sp && sp.accountEnabled === false) {
+    changes.push({
+      op: "update",
+      kind: "servicePrincipal",
+      target: plan.displayName,
+      objectId: sp.id,
+      detail: "enabled again",
+    });
+    if (apply) await graph.setServicePrincipalEnabled(sp.id, true);
+  }
+
   // 3. Federated credentials: deletes first, so a desired issuer+subject never collides with a stale one.
   const appFresh = young(appCreatedAt);
   const onApp = <T>(fn: () => Promise<T>): Promise<T> =>
@@ -524,6 +543,8 @@ export interface OffboardIdentityOptions {
   tagged?: readonly GraphApplication[];
   log?: (line: string) => void;
   onCollision?: (c: OwnershipCollision) => void;
+  /** Retire (retireApp) instead of delete: the project is gone or its path freed, the app is kept disabled. */
+  retire?: { now: Date };
 }
 
 /**
@@ -548,7 +569,11 @@ export async function offboardIdentity(
     const owners = await ownersOf(graph, app.id);
     if (!owners) continue;
     if (soleOwner(owners, opts.botSpId)) {
-      changes.push(...(await offboardApp(graph, app, opts)));
+      changes.push(
+        ...(await (opts.retire
+          ? retireApp(graph, app, { ...opts, now: opts.retire.now })
+          : offboardApp(graph, app, opts))),
+      );
       continue;
     }
     const who = describeOwners(owners, opts.botSpId);
@@ -629,4 +654,69 @@ export async function findIdentityApps(
   return environment === undefined
     ? apps.sort((a, b) => a.id.localeCompare(b.id))
     : taggedFor(apps, projectId, environment);
+}
+
+/**
+ * Retires one app the bot owns, whose project is gone or no longer owns its path: federated credentials first
+ * (no pipeline can log in from the next request on), then the service principal is disabled (Entra issues no
+ * token at all, whatever credential), then memberships in groups the policy names are removed (others are
+ * reported, as offboardApp does). The app and principal stay, tagged retired with the date, for the audit trail
+ * until drift repair deletes them after the retention period. Idempotent.
+ */
+export async function retireApp(
+  graph: GraphApi,
+  app: GraphApplication,
+  opts: { mode: Mode; managedGroups: ReadonlySet<string>; now: Date },
+): Promise<Change[]> {
+  const apply = opts.mode === "apply";
+  const changes: Change[] = [];
+  for (const f of await graph.listFederatedCredentials(app.id)) {
+    changes.push({
+      op: "delete",
+      kind: "federatedIdentityCredential",
+      target: f.name,
+      objectId: f.id,
+      ...(f.subject ? { detail: f.subject } : {}),
+    });
+    if (apply) await graph.deleteFederatedCredential(app.id, f.id);
+  }
+  const sp = await graph.getServicePrincipalByAppId(app.appId);
+  if (sp && sp.accountEnabled !== false) {
+    changes.push({
+      op: "update",
+      kind: "servicePrincipal",
+      target: app.displayName,
+      objectId: sp.id,
+      detail: "disabled (accountEnabled false)",
+    });
+    if (apply) await graph.setServicePrincipalEnabled(sp.id, false);
+  }
+  if (sp) {
+    for (const g of await graph.listGroupMemberships(sp.id)) {
+      if (!opts.managedGroups.has(g.toLowerCase())) {
+        changes.push({
+          op: "observe",
+          kind: "groupMembership",
+          target: g,
+          objectId: sp.id,
+          detail: "member of a group no policy rule names: left alone (the principal is disabled)",
+        });
+        continue;
+      }
+      changes.push({ op: "remove", kind: "groupMembership", target: g, objectId: sp.id });
+      if (apply) await graph.removeGroupMember(g, sp.id);
+    }
+  }
+  if (!isRetired(app.tags)) {
+    changes.push({
+      op: "update",
+      kind: "application",
+      target: app.displayName,
+      objectId: app.id,
+      detail: "tagged retired",
+    });
+    if (apply)
+      await graph.updateApplication(app.id, { tags: [...app.tags, RETIRED_TAG, retiredOnTag(opts.now)] });
+  }
+  return changes;
 }

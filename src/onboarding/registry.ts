@@ -1,8 +1,11 @@
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { SUB_CLAIM_HEADS, SUB_CLAIM_TAILS } from "../config/policy-schema.ts";
 import type { DirectoryObjectRef, GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
-import { parseIdentityTags } from "./naming.ts";
+import { isRetired, parseIdentityTags, retiredOn } from "./naming.ts";
+import { RetiredIdentities } from "./retired.ts";
+import type { SubjectLayout } from "./subject-components.ts";
 import type { IdentityRecord } from "./types.ts";
 
 /**
@@ -63,6 +66,11 @@ export interface RegisteredProject {
   path: string;
   /** Complete identities only (see pins() for identities still being created). */
   environments: Record<string, IdentityRecord>;
+  /**
+   * The `sub` layout established in GitLab when the credentials were last written (subject-components.ts):
+   * what every plan of this project (status, drift, `policy diff`) builds its subjects from.
+   */
+  subjectLayout?: SubjectLayout;
 }
 
 /** The pin of one (project, environment), bound for the reconciler. */
@@ -117,6 +125,10 @@ export class Registry {
   get #index(): string {
     return `${this.#prefix}:registry:projects`;
   }
+  /** Project ids once registered at a path (lower-cased): finds the holder of a freed path without a scan. */
+  #pathKey(path: string): string {
+    return `${this.#prefix}:registry:path:${path.toLowerCase()}`;
+  }
 
   async get(projectId: number): Promise<RegisteredProject | undefined> {
     const h = await this.#redis.hgetall(this.#key(projectId));
@@ -138,6 +150,7 @@ export class Registry {
       .multi()
       .hset(this.#key(projectId), "path", path, `${ENV}${pin.environment}`, JSON.stringify(pin))
       .sadd(this.#index, String(projectId))
+      .sadd(this.#pathKey(path), String(projectId))
       .exec();
   }
 
@@ -166,8 +179,26 @@ export class Registry {
   }
 
   async setPath(projectId: number, path: string): Promise<void> {
-    if (await this.#redis.exists(this.#key(projectId)))
-      await this.#redis.hset(this.#key(projectId), "path", path);
+    const old = await this.#redis.hget(this.#key(projectId), "path");
+    if (old === null) return;
+    await this.#redis
+      .multi()
+      .hset(this.#key(projectId), "path", path)
+      .srem(this.#pathKey(old), String(projectId))
+      .sadd(this.#pathKey(path), String(projectId))
+      .exec();
+  }
+
+  /** Records the `sub` layout of the project's credentials (only for a registered project). */
+  async setSubjectLayout(projectId: number, layout: SubjectLayout): Promise<void> {
+    if (!(await this.#redis.exists(this.#key(projectId)))) return;
+    const key = this.#key(projectId);
+    const tx = this.#redis
+      .multi()
+      .hset(key, "sub", layout.components.join(","), "sub-wanted", (layout.wanted ?? []).join(","));
+    if (layout.unsupported) tx.hset(key, "sub-unsupported", layout.unsupported.slice(0, 2000));
+    else tx.hdel(key, "sub-unsupported");
+    await tx.exec();
   }
 
   async removeIdentity(projectId: number, environment: string): Promise<void> {
@@ -177,7 +208,10 @@ export class Registry {
   }
 
   async removeProject(projectId: number): Promise<void> {
-    await this.#redis.multi().del(this.#key(projectId)).srem(this.#index, String(projectId)).exec();
+    const path = await this.#redis.hget(this.#key(projectId), "path");
+    const tx = this.#redis.multi().del(this.#key(projectId)).srem(this.#index, String(projectId));
+    if (path !== null) tx.srem(this.#pathKey(path), String(projectId));
+    await tx.exec();
   }
 
   async list(): Promise<RegisteredProject[]> {
@@ -195,9 +229,25 @@ export class Registry {
     return out;
   }
 
-  /** Projects under a namespace path, e.g. "old-group/" for a group rename (case-sensitive, like GitLab paths). */
+  /**
+   * Projects under a namespace path, e.g. "old-group/" for a group rename. Case-insensitive, as GitLab's own
+   * path lookups are: a candidate too many costs one re-read from GitLab, a candidate too few a missed rename.
+   */
   async findByPathPrefix(prefix: string): Promise<RegisteredProject[]> {
-    return (await this.list()).filter((p) => p.path.startsWith(prefix));
+    const p = prefix.toLowerCase();
+    return (await this.list()).filter((r) => r.path.toLowerCase().startsWith(p));
+  }
+
+  /** Projects registered at exactly this path (case-insensitive: GitLab paths are unique regardless of case). */
+  async findByPath(path: string): Promise<RegisteredProject[]> {
+    const p = path.toLowerCase();
+    const ids = (await this.#redis.smembers(this.#pathKey(path))).map(Number).filter(Number.isSafeInteger);
+    const out: RegisteredProject[] = [];
+    for (const id of ids.sort((a, b) => a - b)) {
+      const r = await this.get(id);
+      if (r && r.path.toLowerCase() === p) out.push(r);
+    }
+    return out;
   }
 
   /**
@@ -237,6 +287,25 @@ export class Registry {
       const t = parseIdentityTags(app.tags);
       if (!t) continue;
       const owners = await graph.listApplicationOwners(app.id);
+      // A retired identity belongs to no live project: it goes back to the retention list, not the registry.
+      if (isRetired(app.tags)) {
+        if (soleOwner(owners, me)) {
+          const sp = sps.get(app.appId);
+          await new RetiredIdentities(this.#redis, this.#prefix).record(
+            t.projectId,
+            t.path ?? app.displayName,
+            {
+              environment: t.environment,
+              displayName: app.displayName,
+              appObjectId: app.id,
+              appId: app.appId,
+              ...(sp ? { spObjectId: sp.id } : {}),
+            },
+            retiredOn(app.tags) ?? new Date(),
+          );
+        }
+        continue;
+      }
       const sp = sps.get(app.appId);
       const reason = !soleOwner(owners, me)
         ? `also owned by ${describeOwners(owners, me)}`
@@ -266,13 +335,20 @@ export class Registry {
         path: t.path ?? old.get(t.projectId)?.path ?? app.displayName,
         pins: {},
       };
-      entry.pins[t.environment] = {
-        environment: t.environment,
-        displayName: app.displayName,
-        appObjectId: app.id,
-        appId: app.appId,
-        ...(sp ? { spObjectId: sp.id } : {}),
-      };
+      // fromEntries: an environment named "__proto__" stays a plain key.
+      entry.pins = Object.fromEntries([
+        ...Object.entries(entry.pins),
+        [
+          t.environment,
+          {
+            environment: t.environment,
+            displayName: app.displayName,
+            appObjectId: app.id,
+            appId: app.appId,
+            ...(sp ? { spObjectId: sp.id } : {}),
+          },
+        ],
+      ]);
       next.set(t.projectId, entry);
     }
     for (const id of old.keys()) if (!next.has(id)) await this.removeProject(id);
@@ -300,23 +376,55 @@ function parsePin(raw: string): IdentityPin | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
+// fromEntries defines own properties, so an environment named "__proto__" stays a plain key and can never
+// become an object's prototype; lookups by name go through Object.hasOwn (registeredIdentity).
 function decodePins(h: Record<string, string>): Record<string, IdentityPin> {
-  const pins: Record<string, IdentityPin> = {};
+  const pins: [string, IdentityPin][] = [];
   for (const [field, value] of Object.entries(h)) {
     if (!field.startsWith(ENV)) continue;
     const pin = parsePin(value);
-    if (pin) pins[field.slice(ENV.length)] = pin;
+    if (pin) pins.push([field.slice(ENV.length), pin]);
   }
-  return pins;
+  return Object.fromEntries(pins);
 }
 
 function decode(projectId: number, h: Record<string, string>): RegisteredProject | undefined {
   const path = h.path;
   if (path === undefined) return undefined;
-  const environments: Record<string, IdentityRecord> = {};
+  const environments: [string, IdentityRecord][] = [];
   for (const [env, pin] of Object.entries(decodePins(h))) {
     const identity = completeIdentity(pin);
-    if (identity) environments[env] = identity;
+    if (identity) environments.push([env, identity]);
   }
-  return { projectId, path, environments };
+  const subjectLayout = decodeLayout(h);
+  return {
+    projectId,
+    path,
+    environments: Object.fromEntries(environments),
+    ...(subjectLayout ? { subjectLayout } : {}),
+  };
+}
+
+const componentsField = z.array(z.enum([...SUB_CLAIM_HEADS, ...SUB_CLAIM_TAILS])).min(1);
+const list = (raw: string | undefined) => (raw ? raw.split(",").filter(Boolean) : []);
+
+/** The recorded layout; a field that does not parse (hand-edited, older format) is no record at all. */
+function decodeLayout(h: Record<string, string>): SubjectLayout | undefined {
+  const components = componentsField.safeParse(list(h.sub));
+  if (!components.success) return undefined;
+  const wanted = componentsField.safeParse(list(h["sub-wanted"]));
+  return {
+    components: components.data,
+    ...(wanted.success ? { wanted: wanted.data } : {}),
+    ...(h["sub-unsupported"] ? { unsupported: h["sub-unsupported"] } : {}),
+  };
+}
+
+/** The identity registered for an environment name, never one inherited from Object.prototype. */
+export function registeredIdentity(
+  project: RegisteredProject | undefined,
+  environment: string,
+): IdentityRecord | undefined {
+  if (!project || !Object.hasOwn(project.environments, environment)) return undefined;
+  return project.environments[environment];
 }

@@ -24,4 +24,5 @@ export const onboardResultSchema: z.ZodType<OnboardResult> = z.object({
   audience: z.string(),
   subClaimComponents: z.array(z.enum([...SUB_CLAIM_HEADS, ...SUB_CLAIM_TAILS])),
   environments: z.array(outcomeSchema),
+  notices: z.array(z.string().max(4000)).max(10).optional(),
 });

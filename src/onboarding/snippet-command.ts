@@ -1,8 +1,11 @@
 import type { Policy } from "../config/policy.ts";
 import { code, join, md, type SafeMarkdown, trusted } from "../gitlab/markdown-inert.ts";
+import { environmentFor, projectRule } from "../policy/rules.ts";
+import { renderGroupRef, templateValues } from "../policy/templates.ts";
 import { planIdentity } from "./planner.ts";
-import type { RegisteredProject } from "./registry.ts";
+import { type RegisteredProject, registeredIdentity } from "./registry.ts";
 import { SNIPPET_VARIANTS, type SnippetVariant, snippetSection } from "./snippet.ts";
+import { plannedSubjectLayout } from "./subject-components.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
 
 /**
@@ -33,23 +36,38 @@ export function snippetReply(input: {
   const { policy, request } = input;
   const registered = input.registered?.environments ?? {};
   const wanted = request.environments.length ? request.environments : Object.keys(registered).sort();
+  const binding = plannedSubjectLayout(policy, input.project.path, input.registered?.subjectLayout);
   const result: OnboardResult = {
     project: input.project,
     mode: "apply",
     tenantId: input.tenantId,
     issuer: input.issuer,
     audience: policy.gitlab.audience,
-    subClaimComponents: [...policy.gitlab.subClaimComponents],
+    // The layout recorded as established in GitLab (subject-components.ts): what the credentials were written with.
+    subClaimComponents: [...binding.components],
     environments: [],
   };
   const out: SafeMarkdown[] = [md`## CI snippet (${code(request.variant)}) for ${code(input.project.path)}`];
   const missing: string[] = [];
   for (const environment of wanted) {
-    const identity = registered[environment];
+    const identity = registeredIdentity(input.registered, environment);
     let plan: ReturnType<typeof planIdentity>;
     try {
+      // For display only: group templates stand as their rendered names (no Graph call for a snippet).
+      const values = templateValues(input.project.path, environment);
+      const groups = environmentFor(policy, input.project.path, environment)?.settings.groups.map((g) => {
+        const r = renderGroupRef(g, values);
+        return r.kind === "id" ? r.id : r.displayName;
+      });
       plan = identity
-        ? planIdentity({ project: input.project, environment, policy, issuer: input.issuer })
+        ? planIdentity({
+            project: input.project,
+            environment,
+            policy,
+            issuer: input.issuer,
+            ...(groups ? { groups } : {}),
+            binding,
+          })
         : undefined;
     } catch {
       plan = undefined;
@@ -71,7 +89,7 @@ export function snippetReply(input: {
       trusted(""),
       snippetSection(result, env, {
         variant: request.variant,
-        ciVariablesSet: policy.onProjectCreate.setCiVariables,
+        ciVariablesSet: projectRule(policy, input.project.path).onProjectCreate.setCiVariables,
       }),
     );
   }

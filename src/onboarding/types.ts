@@ -58,4 +58,6 @@ export interface OnboardResult {
   audience: string;
   subClaimComponents: SubClaimComponent[];
   environments: EnvironmentOutcome[];
+  /** Bot-written markdown shown above the report (e.g. why the subjects differ from the policy's). */
+  notices?: string[];
 }

@@ -1,17 +1,17 @@
 import type { Policy } from "../config/policy.ts";
-import { createBindingSource, readBinding } from "../onboarding/binding.ts";
 import { type OnboardingDeps, onboardProject } from "../onboarding/onboard.ts";
 import { isWrite } from "../onboarding/reconciler.ts";
 import { Registry } from "../onboarding/registry.ts";
+import { plannedSubjectLayout, wantedComponents } from "../onboarding/subject-components.ts";
 import type { Change, EnvironmentOutcome } from "../onboarding/types.ts";
 import { GroupResolver } from "./group-resolver.ts";
-import { desiredComponents } from "./protection.ts";
-import { projectRule } from "./rules.ts";
 
 /**
  * `npm run policy -- diff <new policy file>`: for every project the bot manages, what applying the new policy
  * would change in Entra, like `terraform plan`. Everything runs in plan mode: Graph and Redis are only read,
- * and GitLab is not called at all (the binding source is given a GitLab that refuses to be used).
+ * and GitLab is not called at all. Each project's subjects follow the layout the registry recorded as
+ * established in GitLab (subject-components.ts), as every other plan does; where the new policy wants another
+ * (a rule that now binds refs), the wanted one, which applying would ask GitLab for.
  */
 export interface ProjectDiff {
   projectId: number;
@@ -29,12 +29,6 @@ type Deps = Pick<OnboardingDeps, "graph" | "botSp" | "redis" | "keyPrefix" | "is
   log?: (line: string) => void;
 };
 
-const readOnlyGitLab = {
-  setSubClaimComponents(): never {
-    throw new Error("policy diff must not write to GitLab");
-  },
-};
-
 export async function policyDiff(deps: Deps, next: Policy): Promise<PolicyDiff> {
   const groups = new GroupResolver(deps.graph);
   const onboarding: OnboardingDeps = {
@@ -46,12 +40,6 @@ export async function policyDiff(deps: Deps, next: Policy): Promise<PolicyDiff> 
     tenantId: deps.tenantId,
     policy: next,
     groups,
-    binding: createBindingSource({
-      policy: next,
-      gitlab: readOnlyGitLab,
-      redis: deps.redis,
-      keyPrefix: deps.keyPrefix,
-    }),
   };
   const out: PolicyDiff = { projects: [], changes: 0 };
   const registry = new Registry(deps.redis, deps.keyPrefix);
@@ -61,15 +49,15 @@ export async function policyDiff(deps: Deps, next: Policy): Promise<PolicyDiff> 
     for (const [env, pin] of Object.entries(await registry.pins(project.projectId))) {
       if (pin.appObjectId !== undefined || pin.uniqueName !== undefined) envs.add(env);
     }
+    const binding = plannedSubjectLayout(next, project.path, project.subjectLayout);
     const result = await onboardProject(onboarding, {
       project: { id: project.projectId, path: project.path },
       environments: [...envs].sort(),
       mode: "plan",
+      binding,
     });
-    const before = (await readBinding(deps.redis, deps.keyPrefix, project.projectId))?.components ?? [
-      ...next.gitlab.subClaimComponents,
-    ];
-    const after = desiredComponents(next, projectRule(next, project.path));
+    const before = project.subjectLayout?.components ?? wantedComponents(next, project.path);
+    const after = binding.components;
     const components =
       before.join(",") === after.join(",") ? undefined : { from: [...before], to: [...after] };
     for (const e of result.environments) out.changes += e.changes.filter(isWrite).length;

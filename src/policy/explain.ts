@@ -2,7 +2,8 @@ import type { Policy } from "../config/policy.ts";
 import { isPrivilegedSetting } from "../config/policy-schema.ts";
 import { roleLabel } from "../gitlab/commands.ts";
 import { planIdentity } from "../onboarding/planner.ts";
-import { desiredComponents, ruleBindsRefs } from "./protection.ts";
+import { plannedSubjectLayout, type SubjectLayout } from "../onboarding/subject-components.ts";
+import { bindingRefusal, desiredComponents, ruleBindsRefs } from "./protection.ts";
 import { environmentIn, onboardsAutomatically, projectRule } from "./rules.ts";
 import { isGroupId, renderGroupRef, templateValues } from "./templates.ts";
 
@@ -17,6 +18,11 @@ export interface ExplainInput {
   issuer: string;
   /** Needed for project_id subjects; without it they show `<project id>`. */
   projectId?: number;
+  /**
+   * The layout the registry recorded as established in GitLab for that project (subject-components.ts); with
+   * it, subjects are what the bot would write for this project today, as status and `policy diff` plan them.
+   */
+  established?: SubjectLayout;
   /** Group references -> object ids (GroupResolver.resolve); absent = offline, templates shown rendered. */
   resolveGroups?: (
     refs: readonly string[],
@@ -30,7 +36,11 @@ const PLACEHOLDER_ID = 2_147_483_647;
 export async function explainProject(input: ExplainInput): Promise<string> {
   const { policy, projectPath } = input;
   const rule = projectRule(policy, projectPath);
-  const components = desiredComponents(policy, rule);
+  const wanted = desiredComponents(policy, rule);
+  const binding = input.established
+    ? plannedSubjectLayout(policy, projectPath, input.established)
+    : { components: wanted };
+  const components = binding.components;
   const out: string[] = [];
   out.push(`Project ${projectPath}`);
   out.push(
@@ -39,12 +49,18 @@ export async function explainProject(input: ExplainInput): Promise<string> {
       : `Rule: ${rule.name} (rules[${rule.index}], match: ${rule.match.join(", ")}); the first matching rule wins`,
   );
   out.push(
-    `ID token subject: ${components.join(", ")}${
+    `ID token subject: ${wanted.join(", ")}${
       ruleBindsRefs(rule)
         ? " (ref_protected added because the rule has a privileged environment: the bot sets the project's ci_id_token_sub_claim_components, GitLab 18.7+; where GitLab refuses, privileged environments are refused)"
         : ""
     }`,
   );
+  if (input.established) {
+    const e = input.established;
+    out.push(
+      `Established in GitLab for project ${input.projectId ?? "?"}: ${e.components.join(", ")}${e.unsupported ? ` (GitLab refused ref_protected: ${e.unsupported})` : ""}${components.join(",") === e.components.join(",") ? "" : `; the next onboarding asks GitLab for ${components.join(", ")}`}`,
+    );
+  }
   const onCreate = rule.onProjectCreate;
   out.push(
     `On project creation: ${onCreate.environments.join(", ") || "(nothing)"}${onCreate.openIssue ? "; opens the onboarding issue" : ""}${onCreate.setCiVariables ? "; sets CI/CD variables" : ""}`,
@@ -84,7 +100,7 @@ export async function explainProject(input: ExplainInput): Promise<string> {
         policy,
         issuer: input.issuer,
         groups,
-        binding: { components },
+        binding,
       });
       const subjects = (plan?.fics ?? []).map((f) =>
         input.projectId === undefined
@@ -93,6 +109,8 @@ export async function explainProject(input: ExplainInput): Promise<string> {
       );
       out.push(`    subjects (issuer ${input.issuer}, audience ${policy.gitlab.audience}):`);
       for (const sub of subjects) out.push(`      ${sub}`);
+      const refusal = input.established ? bindingRefusal(binding, d) : undefined;
+      if (refusal) out.push(`    refused for this project: ${refusal}`);
     } catch (err) {
       out.push(`    subjects: cannot plan: ${(err as Error).message}`);
     }

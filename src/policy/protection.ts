@@ -22,8 +22,6 @@ export interface ProjectBinding {
   components: SubClaimComponent[];
   /** Why GitLab could not take the components the rule asks for (old GitLab, the bot's role). */
   unsupported?: string;
-  /** Plan mode only: the components are what applying would set; GitLab has not been asked. */
-  planned?: boolean;
 }
 
 function needsBinding(key: string, settings: EnvironmentDecision["settings"]): boolean {

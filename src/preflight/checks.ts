@@ -324,9 +324,21 @@ async function checkRedis(config: Config, timeoutMs: number): Promise<CheckResul
   }
 }
 
+/**
+ * A warning for a valid policy that still leaves a window open: `project_path`-headed subjects name a path, and
+ * a path can be renamed, transferred or freed and re-created without the bot hearing of it until its next
+ * drift repair. The default `project_id` layout names an id GitLab never reuses.
+ */
+export function policyWarning(policy: Policy): string | undefined {
+  const components = policy.gitlab.subClaimComponents;
+  if (components[0] !== "project_path") return undefined;
+  return `gitlab.subClaimComponents starts with project_path: credentials name the project's path, so a rename, transfer or deletion GitLab does not announce (GitLab.com group hooks, subgroup transfers) leaves them naming a path someone else can take until drift repair (DRIFT_INTERVAL_SECONDS) catches it. Remove gitlab.subClaimComponents to use the default [project_id, ref_type, ref] where GitLab supports it`;
+}
+
 export async function runPreflight(deps: PreflightDeps): Promise<CheckResult[]> {
   const policy = "error" in deps.policy ? undefined : (deps.policy as Policy);
-  const warnings = policy ? policyWarnings(policy) : [];
+  const subjectWarning = policy ? policyWarning(policy) : undefined;
+  const warnings = policy ? [...policyWarnings(policy), ...(subjectWarning ? [subjectWarning] : [])] : [];
   const policyCheck: CheckResult = policy
     ? {
         name: "policy",

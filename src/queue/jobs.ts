@@ -29,12 +29,17 @@ export const reportJobSchema = z.object({
   project: z.object({ id: z.number().int().positive(), path: z.string() }),
   /** The Entra outcome the report describes (absent for help, refusals, doctor). */
   result: onboardResultSchema.optional(),
-  /** Set ci_id_token_sub_claim_components when the policy's subjects start with project_id. */
-  subClaim: z.boolean().default(false),
+  // No sub-claim step here: the project's ci_id_token_sub_claim_components is set before any Entra write, in
+  // one place (onboarding/subject-components.ts); a `subClaim` field of an older job is ignored.
   /** Upsert env-scoped AZURE_CLIENT_ID / AZURE_TENANT_ID. */
   ciVariables: z.boolean().default(false),
   /** Create or update the project's onboarding issue. */
   issue: z.boolean().default(false),
+  /**
+   * The project may be unreachable (pending deletion archives it; a 404 project has no issues): a permanent
+   * GitLab refusal ends the report quietly instead of failing the job.
+   */
+  bestEffort: z.boolean().default(false),
   /** Answer a slash command in its issue; `body` absent = render from `result`. */
   reply: z
     .object({

@@ -33,6 +33,21 @@ export interface GitLabDriver {
     text: string,
     opts?: { internal?: boolean },
   ): Promise<{ noteId: number; delivery: Delivery }>;
+  /**
+   * A Note Hook that claims what the caller says (note id, author, text, issue) without changing GitLab:
+   * what an attacker holding a webhook secret can send. GitLab's API keeps telling the truth.
+   */
+  forgeComment(
+    projectId: number,
+    issueIid: number,
+    claim: { noteId: number; authorId: number; text: string; confidential?: boolean },
+  ): Promise<Delivery>;
+  /** The Note Hook (event header and body) GitLab would send for such a comment; nothing is sent. */
+  notePayload(
+    projectId: number,
+    issueIid: number,
+    claim: { noteId: number; authorId: number; text: string; confidential?: boolean },
+  ): { event: string; payload: Record<string, unknown> };
   renameProject(projectId: number, newPath: string): Promise<Delivery>;
   transferProject(projectId: number, newPath: string): Promise<Delivery>;
   renameGroup(oldFullPath: string, newFullPath: string, groupId?: number): Promise<Delivery>;
@@ -120,6 +135,56 @@ export function createGitLabDriver(opts: {
     return { status: res.status, body: (await res.json()) as Record<string, unknown>, idempotencyKey: key };
   }
 
+  /** GitLab's Note Hook for a comment on an issue (doc/user/project/integrations/webhook_events.md). */
+  type NoteClaim = {
+    noteId: number;
+    authorId: number;
+    text: string;
+    confidential?: boolean;
+    internal?: boolean;
+    createdAt: string;
+  };
+  function sendNote(projectId: number, issueIid: number, n: NoteClaim): Promise<Delivery> {
+    const { event, payload } = notePayload(projectId, issueIid, n);
+    return send(event, payload);
+  }
+  function notePayload(projectId: number, issueIid: number, n: NoteClaim) {
+    const p = project(projectId);
+    const issue = p.issues.find((i) => i.iid === issueIid);
+    if (!issue) throw new Error(`no issue #${issueIid} in project ${projectId}`);
+    const confidential = n.confidential ?? issue.confidential;
+    const event = confidential ? "Confidential Note Hook" : "Note Hook";
+    const payload: Record<string, unknown> = {
+      object_kind: "note",
+      event_type: confidential ? "confidential_note" : "note",
+      user: userObject(user(n.authorId)),
+      project_id: p.id,
+      project: projectObject(p),
+      object_attributes: {
+        id: n.noteId,
+        note: n.text,
+        noteable_type: "Issue",
+        author_id: n.authorId,
+        created_at: n.createdAt,
+        updated_at: n.createdAt,
+        project_id: p.id,
+        noteable_id: issue.id,
+        system: false,
+        internal: n.internal ?? false,
+        action: "create",
+        url: `${gitlab.url}/${p.path}/-/issues/${issue.iid}#note_${n.noteId}`,
+      },
+      issue: {
+        id: issue.id,
+        iid: issue.iid,
+        title: issue.title,
+        confidential: issue.confidential,
+        state: issue.state,
+      },
+    };
+    return { event, payload };
+  }
+
   return {
     send,
     async createProject(path, o = {}) {
@@ -162,40 +227,24 @@ export function createGitLabDriver(opts: {
       return { noteId: note.id, delivery };
     },
     async comment(projectId, issueIid, userId, text, o = {}) {
-      const p = project(projectId);
-      const issue = p.issues.find((i) => i.iid === issueIid);
+      const issue = project(projectId).issues.find((i) => i.iid === issueIid);
       if (!issue) throw new Error(`no issue #${issueIid} in project ${projectId}`);
       const note = gitlab.addUserNote(projectId, issueIid, userId, text, o);
-      const confidential = issue.confidential || note.internal;
-      const delivery = await send(confidential ? "Confidential Note Hook" : "Note Hook", {
-        object_kind: "note",
-        event_type: confidential ? "confidential_note" : "note",
-        user: userObject(user(userId)),
-        project_id: p.id,
-        project: projectObject(p),
-        object_attributes: {
-          id: note.id,
-          note: text,
-          noteable_type: "Issue",
-          author_id: userId,
-          created_at: note.createdAt,
-          updated_at: note.updatedAt,
-          project_id: p.id,
-          noteable_id: issue.id,
-          system: false,
-          internal: note.internal,
-          action: "create",
-          url: `${gitlab.url}/${p.path}/-/issues/${issue.iid}#note_${note.id}`,
-        },
-        issue: {
-          id: issue.id,
-          iid: issue.iid,
-          title: issue.title,
-          confidential: issue.confidential,
-          state: issue.state,
-        },
+      const delivery = await sendNote(projectId, issueIid, {
+        noteId: note.id,
+        authorId: userId,
+        text,
+        confidential: issue.confidential || note.internal,
+        internal: note.internal,
+        createdAt: note.createdAt,
       });
       return { noteId: note.id, delivery };
+    },
+    forgeComment(projectId, issueIid, claim) {
+      return sendNote(projectId, issueIid, { createdAt: stamp(), ...claim });
+    },
+    notePayload(projectId, issueIid, claim) {
+      return notePayload(projectId, issueIid, { createdAt: stamp(), ...claim });
     },
     async renameProject(projectId, newPath) {
       const old = project(projectId).path;

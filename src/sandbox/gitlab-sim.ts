@@ -145,13 +145,20 @@ export interface GitLabSimulator {
   /** A GitLab group with direct members (userId -> access level); ancestors' members are inherited. */
   addGroup(path: string, members?: Record<number, number>): SimGroup;
   renameProject(id: number, newPath: string): SimProject;
+  /**
+   * What GitLab does when a project is deleted with a deletion delay: marks it (marked_for_deletion_at/_on)
+   * and renames it to `<path>-deletion_scheduled-<id>`, which frees the path at once. No event is sent.
+   */
+  scheduleDeletion(id: number): SimProject;
+  /** The project is gone (deleted at once, or after its delay); GET /projects/:id answers 404. No event. */
+  removeProject(id: number): void;
   /** A human's comment on an issue (what a Note Hook would then report); `internal` for an internal note. */
   addUserNote(
     projectId: number,
     issueIid: number,
     userId: number,
     body: string,
-    opts?: { internal?: boolean },
+    opts?: { internal?: boolean; system?: boolean },
   ): SimNote;
   addMergeRequest(projectId: number, title: string, authorId: number): SimMergeRequest;
   addUserMergeRequestNote(
@@ -305,7 +312,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     },
     renameProject(id: number, newPath: string): SimProject {
       const p = mustProject(id);
-      if (state.projects.some((x) => x.path === newPath && x !== p))
+      if (state.projects.some((x) => x.path.toLowerCase() === newPath.toLowerCase() && x !== p))
         throw new Error(`path ${newPath} is taken`);
       p.previousPaths.push(p.path);
       p.path = newPath;
@@ -346,12 +353,24 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
       mr.notes.push(note);
       return note;
     },
+    scheduleDeletion(id: number): SimProject {
+      const p = mustProject(id);
+      const today = now().slice(0, 10);
+      p.previousPaths.push(p.path);
+      p.path = `${p.path}-deletion_scheduled-${p.id}`;
+      p.markedForDeletionOn = today;
+      return p;
+    },
+    removeProject(id: number): void {
+      const p = mustProject(id);
+      state.projects.splice(state.projects.indexOf(p), 1);
+    },
     addUserNote(
       projectId: number,
       issueIid: number,
       userId: number,
       body: string,
-      opts: { internal?: boolean } = {},
+      opts: { internal?: boolean; system?: boolean } = {},
     ): SimNote {
       const issue = mustProject(projectId).issues.find((i) => i.iid === issueIid);
       if (!issue) throw new Error(`no issue ${issueIid} in project ${projectId}`);
@@ -360,7 +379,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
         id: ++state.seq.note,
         body,
         authorId: userId,
-        system: false,
+        system: opts.system ?? false,
         internal: opts.internal ?? false,
         createdAt: created,
         updatedAt: created,
@@ -486,6 +505,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     c.set("user", user);
     await next();
     record(c.res.status);
+    return;
   });
   app.route(
     "/api/v4",
@@ -567,6 +587,18 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     } catch (err) {
       return c.json({ error: (err as Error).message }, 409);
     }
+  });
+  app.post("/_sim/projects/:id/schedule-deletion", (c) => {
+    const p = withProject(c.req.param("id"));
+    if (!p) return c.json({ error: "no such project" }, 404);
+    handle.scheduleDeletion(p.id);
+    return c.json({ id: p.id, path_with_namespace: p.path, marked_for_deletion_on: p.markedForDeletionOn });
+  });
+  app.delete("/_sim/projects/:id", (c) => {
+    const p = withProject(c.req.param("id"));
+    if (!p) return c.json({ error: "no such project" }, 404);
+    handle.removeProject(p.id);
+    return c.body(null, 204);
   });
   app.post("/_sim/projects/:id/members", async (c) => {
     const parsed = z

@@ -127,11 +127,35 @@ export async function playTour(stack: SandboxStack, say: Say): Promise<void> {
   );
 
   say(
-    "\n6. The project is deleted (project_destroy): every identity goes, so the path cannot be reused to log in.",
+    "\n6. The project is deleted (project_destroy, confirmed by GitLab's 404): every identity is retired, so the path cannot be reused to log in.",
   );
-  const before = apps(stack, payments).length;
+  const fics = () => apps(stack, payments).reduce((n, a) => n + a.fics.length, 0);
+  const enabled = () =>
+    apps(stack, payments).filter((a) =>
+      [...stack.entra.state.servicePrincipals.values()].some(
+        (sp) => sp.appId === a.appId && sp.accountEnabled,
+      ),
+    ).length;
+  const before = { fics: fics(), enabled: enabled() };
+  const app = apps(stack, payments).find((a) => a.tags.includes("gitlab-env:production"));
+  // A protected main's production token, minted before the deletion.
+  const token = await stack.gitlab.mintIdToken({
+    projectId: payments,
+    ref: "main",
+    refType: "branch",
+    audience: AUDIENCE,
+    environment: { name: "production" },
+    refProtected: true,
+  });
   await stack.driver.deleteProject(payments);
   await settle();
-  say(`   app registrations: ${before} -> ${apps(stack, payments).length}`);
+  say(`   federated credentials: ${before.fics} -> ${fics()}`);
+  say(`   enabled service principals: ${before.enabled} -> ${enabled()}`);
+  say(`   app registrations kept, disabled, for the audit trail: ${apps(stack, payments).length}`);
+  const res = app ? await stack.entra.exchange({ clientId: app.appId, assertion: token }) : undefined;
+  const body = res?.body as { error_codes?: number[]; error?: string } | undefined;
+  say(
+    `   a protected main's production token minted before the deletion: ${res?.status} ${body?.error ?? ""} AADSTS${body?.error_codes?.[0] ?? "?"}`,
+  );
   say(`\nTour finished in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
 }

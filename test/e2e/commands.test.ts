@@ -69,7 +69,9 @@ describe("slash commands, answered in the issue they were written in", () => {
 
   it("an unknown word is answered with help and a did-you-mean, edited into the same note, no reaction", async () => {
     const noteId = await say(dave.id, "/entra onbaord staging");
-    expect(reply()).toMatch(/`\/entra onbaord` is not a command I know\. Did you mean `\/entra onboard`\?/);
+    expect(reply()).toMatch(/That is not a command I know\. Did you mean `\/entra onboard`\?/);
+    // What the commenter typed is never repeated back.
+    expect(reply()).not.toContain("onbaord");
     expect(reply()).toContain("### `/entra` commands");
     expect(reactions(noteId)).toEqual([]);
     expect(botNotes(stack, projectId, issue.iid)).toHaveLength(1);

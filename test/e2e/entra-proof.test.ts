@@ -45,6 +45,7 @@ beforeAll(async () => {
     policy: parsePolicy(`
 gitlab:
   audience: ${AUDIENCE}
+  subClaimComponents: [project_path, ref_type, ref]
 environments:
   production:
     refs: ["branch:main"]

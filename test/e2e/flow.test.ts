@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
+import { aadsts, RETIRED, retiredState } from "../helpers/e2e.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
 let stack: SandboxStack;
@@ -150,7 +151,7 @@ describe("a webhook becomes credentials and a comment", () => {
     expect(subjects).toEqual(["project_path:platform/payments-v2:ref_type:branch:ref:main"]);
   });
 
-  it("project_destroy: every identity is gone and tokens no longer exchange", async () => {
+  it("project_destroy (GitLab confirms: 404): identities retired, tokens no longer exchange", async () => {
     const prodAppId = appFor(projectId, "production")?.appId as string;
     const assertion = await stack.gitlab.mintIdToken({
       projectId,
@@ -161,10 +162,12 @@ describe("a webhook becomes credentials and a comment", () => {
     const res = await stack.driver.deleteProject(projectId);
     expect(res.status).toBe(202);
     await settled(stack);
-    expect(appFor(projectId, "production")).toBeUndefined();
-    expect(appFor(projectId, "staging")).toBeUndefined();
+    // Kept for the audit trail, but with no credential, disabled and out of every group.
+    expect(retiredState(stack, projectId, "production")).toEqual(RETIRED);
+    expect(retiredState(stack, projectId, "staging")).toEqual(RETIRED);
     const after = await stack.entra.exchange({ clientId: prodAppId, assertion });
-    expect(after.status).not.toBe(200);
+    expect(after.status).toBe(400);
+    expect(aadsts(after.body)).toBe(7000112);
     expect(await failures(stack)).toEqual([]);
   });
 });

@@ -66,9 +66,12 @@ describe("the injection attempts of issue 14, replayed end to end", () => {
     expect(await failures(stack)).toEqual([]);
   });
 
-  it("a non-member's unknown word with a mention and an image comes back inert", async () => {
+  it("a non-member's unknown word with a mention and an image gets no answer at all; a member's, an inert one", async () => {
     const issue = openIssue(stack, projectId, rita.id, "hello");
     await say(issue.iid, mallory.id, "/entra x`@all`![](https://evil/p.png)");
+    // Help and unknown words are answered to project members only (issue 11): a stranger gets nothing.
+    expect(botNotes(stack, projectId, issue.iid)).toEqual([]);
+    await say(issue.iid, rita.id, "/entra x`@all`![](https://evil/p.png)");
     const notes = botNotes(stack, projectId, issue.iid);
     expectInert(notes);
     expect(notes[0]?.body).toContain("is not a command I know");

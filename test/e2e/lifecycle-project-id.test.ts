@@ -8,7 +8,8 @@ import { failures, settled, testStack } from "../helpers/stack.ts";
 /**
  * Policy with rename-proof `project_id` subjects: the bot sets the project's ci_id_token_sub_claim_components,
  * and the GitLab simulator then builds `sub` from that setting, so a minted token proves the setting took.
- * A GitLab that refuses project_id first ("legacy", 17.10..19.x) gets an "Action needed" note instead.
+ * A GitLab that refuses project_id first ("legacy", 17.10..19.x) gets an "Action needed" note and no credential:
+ * the policy names project_id explicitly, so the bot neither writes subjects GitLab will not mint nor falls back.
  */
 let stack: SandboxStack;
 const { alice } = SANDBOX.users;
@@ -67,12 +68,13 @@ describe("project_id sub-claim policy", () => {
     expect((await exchange(stack, projectId, "production", "main")).status).toBe(200);
   });
 
-  it("a GitLab that refuses project_id first: the issue says Action needed, and tokens do not match yet", async () => {
+  it("an explicit project_id policy on a GitLab that refuses it: refused with Action needed, no credential written", async () => {
     const legacy = stack.gitlab.addProject({
       path: "ids/old-gitlab",
       subClaimSupport: "legacy",
       members: { [alice.id]: 40 },
     });
+    stack.entra.stats.reset();
     const res = await stack.driver.send("System Hook", {
       event_name: "project_create",
       project_id: legacy.id,
@@ -83,10 +85,14 @@ describe("project_id sub-claim policy", () => {
     expect(res.status).toBe(202);
     await settled(stack);
     expect(stack.gitlab.project(legacy.id)?.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
+    // A credential that could never match GitLab's tokens is not written; the explicit choice is not weakened.
+    expect(appFor(stack, legacy.id, "production")).toBeUndefined();
+    expect(appFor(stack, legacy.id, "staging")).toBeUndefined();
+    expect(stack.entra.stats.writes()).toBe(0);
     const issues = onboardingIssues(stack, legacy.id);
     expect(issues).toHaveLength(1);
     expect(issues[0]?.description).toMatch(/\*\*Action needed\*\*.*ci_id_token_sub_claim_components/s);
-    expect((await exchange(stack, legacy.id, "production", "main")).status).toBe(400);
+    expect(issues[0]?.description).toMatch(/\| `production` \| refused \|/);
     expect(await failures(stack)).toEqual([]);
   });
 });

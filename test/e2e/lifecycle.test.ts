@@ -3,7 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "../../src/onboarding/registry.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
-import { AUD, appFor, appsOf, exchange, onboardingIssues, subjectsOf } from "../helpers/e2e.ts";
+import {
+  AUD,
+  appFor,
+  appsOf,
+  exchange,
+  onboardingIssues,
+  RETIRED,
+  retiredState,
+  subjectsOf,
+} from "../helpers/e2e.ts";
 import { TEST_REDIS_URL } from "../helpers/redis.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
@@ -132,14 +141,17 @@ describe("lifecycle: rename, transfer, group rename, destroy", () => {
     expect(await failures(stack)).toEqual([]);
   });
 
-  it("project_destroy: identities gone, tokens fail, registry empty; a new project on the same path gets new ones", async () => {
+  it("project_destroy: identities retired, tokens fail, registry empty; a new project on the same path gets new ones", async () => {
     const token = await mint(projectId);
     const prodAppId = appFor(stack, projectId, "production")?.appId as string;
     expect((await stack.entra.exchange({ clientId: prodAppId, assertion: token })).status).toBe(200);
 
     expect((await stack.driver.deleteProject(projectId)).status).toBe(202);
     await settled(stack);
-    expect(appsOf(stack, projectId)).toHaveLength(0);
+    // Retired, not deleted: kept (disabled, without credentials or groups) for the audit trail.
+    expect(appsOf(stack, projectId)).toHaveLength(2);
+    expect(retiredState(stack, projectId, "production")).toEqual(RETIRED);
+    expect(retiredState(stack, projectId, "staging")).toEqual(RETIRED);
     expect((await stack.entra.exchange({ clientId: prodAppId, assertion: token })).status).not.toBe(200);
     expect(await registry.get(projectId)).toBeUndefined();
 

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditRecord } from "../../src/onboarding/audit.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
-import { appFor, appsOf, exchange, onboardingIssues } from "../helpers/e2e.ts";
+import { appFor, appsOf, exchange, onboardingIssues, RETIRED, retiredState } from "../helpers/e2e.ts";
 import { type PlantedApp, plantApp } from "../helpers/entra.ts";
 import { failures, settled, testStack } from "../helpers/stack.ts";
 
@@ -208,7 +208,14 @@ describe("the planted-app attack", () => {
     await stack.driver.deleteProject(project.id);
     await settled(stack);
     expect(await failures(stack)).toEqual([]);
-    expect(appsOf(stack, project.id)).toEqual([]);
+    // GitLab confirms the destroy: the bot's own identities are retired (kept, disabled, without credentials).
+    expect(
+      appsOf(stack, project.id)
+        .map((a) => a.id)
+        .sort(),
+    ).toEqual(identities);
+    expect(retiredState(stack, project.id, "production")).toEqual(RETIRED);
+    expect(retiredState(stack, project.id, "staging")).toEqual(RETIRED);
     expectUntouched(foreign, before[0] as string);
     expectUntouched(coOwned, before[1] as string);
     expect(await metric("geb_ownership_collisions_total", { where: "offboarding" })).toBe(offboarding + 2);

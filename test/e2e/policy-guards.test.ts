@@ -192,3 +192,37 @@ describe("a GitLab that cannot bind credentials to protected refs", () => {
     expect(await failures(stack)).toEqual([]);
   });
 });
+
+describe("a privileged identity whose project moves while GitLab cannot bind refs any more", () => {
+  it("its credentials naming the former path are removed (fail closed); staging follows the new path", async () => {
+    const { project } = await stack.driver.createProject("mover/app", { members: { [alice.id]: 40 } });
+    await settled(stack);
+    const iid = onboardingIssues(stack, project.id)[0]?.iid ?? 0;
+    await stack.driver.comment(project.id, iid, alice.id, "/entra approve production");
+    await settled(stack);
+    await stack.driver.comment(project.id, iid, alice.id, "/entra onboard production");
+    await settled(stack);
+    expect(subjectsOf(stack, project.id, "production")).toEqual([
+      "project_path:mover/app:ref_type:branch:ref:main:ref_protected:true",
+    ]);
+    // The bot loses the Maintainer role: it can no longer set (or see) the project's sub-claim components.
+    stack.gitlab.addMember(project.id, SANDBOX.users.bot.id, 30);
+    await stack.driver.renameProject(project.id, "mover/app-renamed");
+    await settled(stack);
+    const all = [...stack.entra.state.applications.values()].flatMap((a) => a.fics.map((f) => f.subject));
+    expect(all.filter((s) => s?.startsWith("project_path:mover/app:"))).toEqual([]);
+    expect(appFor(stack, project.id, "production")).toBeDefined();
+    expect(subjectsOf(stack, project.id, "production")).toEqual([]);
+    expect(subjectsOf(stack, project.id, "staging")).toEqual([
+      "project_path:mover/app-renamed:ref_type:branch:ref:main",
+    ]);
+    // Said where the rename's outcome is recorded (the issue update needs the role the bot lost).
+    const closing = (await audit.query({ project: project.id, limit: 500 })).records.filter(
+      (r) => r.environment === "production" && r.outcome === "refused" && r.message,
+    );
+    expect(closing.at(-1)?.message).toContain(
+      "named the project's former path mover/app, so they were removed",
+    );
+    expect(await failures(stack)).toEqual([]);
+  });
+});

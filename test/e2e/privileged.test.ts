@@ -235,4 +235,29 @@ describe("two teams, one template, privileged production", () => {
     expect(appFor(stack, payments, "production")).toBeUndefined();
     expect(await lastReply(payments)).toMatch(/needs the Maintainer role/);
   });
+
+  it("an approve from someone neither a member nor an approver: audited, and no answer at all", async () => {
+    const side = ids.side as number;
+    const before = botNotes(stack, side, await issueIid(side)).length;
+    await comment(side, rita.id, "/entra approve production");
+    expect(botNotes(stack, side, await issueIid(side))).toHaveLength(before);
+    const refused = (await records(side)).filter(
+      (r) => r.change.kind === "approval" && r.change.op === "refuse",
+    );
+    expect(refused.map((r) => r.change.detail)).toEqual([
+      expect.stringMatching(/^@rita \(user 4\) is not an approver \(approvers: alice\)/),
+    ]);
+  });
+
+  it("a team project deleted: retired, and its memberships in the template's groups go too", async () => {
+    const shop = ids.shop as number;
+    expect(groupsOf(shop, "staging")).toEqual([G["sg-shop-staging"]]);
+    await stack.driver.deleteProject(shop);
+    await settled(stack);
+    // The group is named by template, not by id: the bot removes the membership because it made it.
+    expect(groupsOf(shop, "staging")).toEqual([]);
+    expect(stack.entra.state.groups.get(G["sg-shop-staging"])?.members.size).toBe(0);
+    expect(subjectsOf(stack, shop, "staging")).toEqual([]);
+    expect(await failures(stack)).toEqual([]);
+  });
 });

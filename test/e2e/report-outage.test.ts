@@ -8,7 +8,8 @@ import { failures, settled, testStack } from "../helpers/stack.ts";
 /**
  * GitLab is down while the bot reports: the Entra work is done once, in the events job; the report job on
  * its own queue retries with backoff (JOB_BACKOFF_MS shortens the first delay for the test) and completes
- * once GitLab is back, without a single Graph write during the retries.
+ * once GitLab is back, without a single Graph write during the retries. And GitLab down before the events
+ * job could read the project: nothing is written to Entra until GitLab confirms the project.
  */
 let stack: SandboxStack;
 const { alice } = SANDBOX.users;
@@ -42,8 +43,33 @@ async function reportJob(minAttempts: number): Promise<Job | undefined> {
 }
 
 describe("GitLab down while reporting", () => {
-  it("Entra work once; the report retries with zero Graph writes, then completes when GitLab is back", async () => {
+  it("GitLab down when the event arrives: no Entra write until GitLab confirms the project, then onboarded", async () => {
+    stack.entra.stats.reset();
     stack.gitlab.faults.down = true;
+    try {
+      const { project } = await stack.driver.createProject("ops/unconfirmed", {
+        members: { [alice.id]: 40 },
+      });
+      await until("a failed events attempt", async () => {
+        const jobs = await stack.service.queues.events.getJobs(["delayed", "waiting", "active", "failed"]);
+        return jobs.find((j) => j.data.intent?.project?.id === project.id && j.attemptsMade >= 2);
+      });
+      expect(stack.entra.stats.writes()).toBe(0);
+      expect(appsOf(stack, project.id)).toHaveLength(0);
+      stack.gitlab.faults.down = false;
+      await settled(stack);
+      expect(appsOf(stack, project.id)).toHaveLength(2);
+      expect((await exchange(stack, project.id, "production", "main")).status).toBe(200);
+      expect(await failures(stack)).toEqual([]);
+    } finally {
+      stack.gitlab.faults.down = false;
+    }
+  });
+
+  it("Entra work once; the report retries with zero Graph writes, then completes when GitLab is back", async () => {
+    // GitLab fails every call of the report (its first step reads the CI variables), not the events job's read
+    // of the project, which must succeed before any Entra write.
+    stack.gitlab.faults.failNext(100_000, 503, { pathIncludes: "/variables" });
     const { project, delivery } = await stack.driver.createProject("ops/outage", {
       members: { [alice.id]: 40 },
     });
@@ -67,10 +93,12 @@ describe("GitLab down while reporting", () => {
     const gitlabErrors = stack.gitlab.stats.log.filter((r) => r.status === 503).length;
     expect(gitlabErrors).toBeGreaterThanOrEqual(3);
 
-    stack.gitlab.faults.down = false;
+    stack.gitlab.faults.clear();
     await settled(stack);
 
-    const [report] = await stack.service.queues.reports.getCompleted();
+    const [report] = (await stack.service.queues.reports.getCompleted()).filter(
+      (j) => j.data.project?.id === project.id,
+    );
     expect(report?.attemptsMade).toBeGreaterThan(3);
     expect(stack.entra.stats.writes()).toBe(0);
     expect(onboardingIssues(stack, project.id)).toHaveLength(1);
@@ -86,6 +114,7 @@ describe("GitLab down while reporting", () => {
     // The event was processed once: no second events job ran for it.
     const events = await stack.service.queues.events.getCompleted();
     expect(events.filter((j) => j.data.intent?.project?.id === project.id)).toHaveLength(1);
+    expect(eventJob.attemptsMade).toBe(1);
   });
 
   it("a 503 in the middle of a report (variables written, issue not yet) resumes without redoing or duplicating", async () => {

@@ -48,7 +48,11 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(out).toMatch(/fork's merge request named main \(unprotected\) -> production: 400 .*AADSTS7002/);
     expect(out).toMatch(/feature\/login -> production: 400 .*AADSTS7002/);
     expect(out).toMatch(/payments\/api-v2:ref_type:branch:ref:main:ref_protected:true/);
-    expect(out).toMatch(/app registrations: 2 -> 0/);
+    // Deleted: staging's 4 credentials (2 refs, protected and not) and production's 1 are gone, both
+    // principals disabled, and a token minted before the deletion no longer logs in.
+    expect(out).toMatch(/federated credentials: 5 -> 0/);
+    expect(out).toMatch(/enabled service principals: 2 -> 0/);
+    expect(out).toMatch(/minted before the deletion: 400 unauthorized_client AADSTS7000112/);
   });
 
   it("starts its own redis-server when nothing answers at REDIS_URL", async () => {
@@ -59,7 +63,9 @@ describe("npm run sandbox -- --tour --exit", () => {
     expect(err).toBe("");
     expect(code).toBe(0);
     expect(out).toMatch(/Redis +redis:\/\/127\.0\.0\.1:\d+ \(started by the sandbox/);
-    expect(out).toMatch(/app registrations: 2 -> 0/);
+    expect(out).toMatch(/federated credentials: 5 -> 0/);
+    expect(out).toMatch(/enabled service principals: 2 -> 0/);
+    expect(out).toMatch(/minted before the deletion: 400 unauthorized_client AADSTS7000112/);
   });
 
   it("says how to get Redis when none answers and redis-server is not on PATH", async () => {

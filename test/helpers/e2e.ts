@@ -1,3 +1,4 @@
+import type { AuditRecord } from "../../src/onboarding/audit.ts";
 import type { Delivery } from "../../src/sandbox/gitlab-driver.ts";
 import type { SimIssue, SimNote } from "../../src/sandbox/gitlab-sim.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
@@ -137,4 +138,84 @@ export async function editComment(
 /** Graph requests other than the bot's own token requests. */
 export function graphCalls(stack: SandboxStack): number {
   return stack.entra.stats.requests.filter((r) => r.kind !== "login").length;
+}
+
+/** The service principal of the bot's app for (project, environment). */
+export function spFor(stack: SandboxStack, projectId: number, env: string) {
+  const app = appFor(stack, projectId, env);
+  return [...stack.entra.state.servicePrincipals.values()].find((s) => s.appId === app?.appId);
+}
+
+/**
+ * A retired identity, as the Entra simulator holds it: the app registration and its principal still exist
+ * (the audit trail), with no federated credential, the principal disabled, in no group, tagged retired.
+ */
+export function retiredState(stack: SandboxStack, projectId: number, env: string) {
+  const app = appFor(stack, projectId, env);
+  const sp = spFor(stack, projectId, env);
+  const groups = [...stack.entra.state.groups.values()].filter((g) => (sp ? g.members.has(sp.id) : false));
+  return {
+    exists: Boolean(app && sp),
+    fics: app?.fics.length ?? -1,
+    accountEnabled: sp?.accountEnabled,
+    groups: groups.length,
+    retiredTag: app?.tags.includes("gitlab-retired") ?? false,
+  };
+}
+
+export const RETIRED = { exists: true, fics: 0, accountEnabled: false, groups: 0, retiredTag: true } as const;
+
+/** Entra's AADSTS code in a token-endpoint error body. */
+export function aadsts(body: unknown): number | undefined {
+  return (body as { error_codes?: number[] } | undefined)?.error_codes?.[0];
+}
+
+/**
+ * Everything in the Entra simulator that decides who can log in and with which rights, in a stable order:
+ * apps (name, tags, federated credentials), service principals (enabled or not), group members. Two equal
+ * snapshots mean no identity, credential or membership changed.
+ */
+export function entraSnapshot(stack: SandboxStack): string {
+  const { applications, servicePrincipals, groups } = stack.entra.state;
+  return JSON.stringify({
+    apps: [...applications.values()]
+      .map((a) => ({
+        id: a.id,
+        displayName: a.displayName,
+        tags: [...a.tags].sort(),
+        fics: a.fics
+          .map((f) => ({ name: f.name, issuer: f.issuer, subject: f.subject, audiences: f.audiences }))
+          .sort((x, y) => x.name.localeCompare(y.name)),
+      }))
+      .sort((x, y) => x.id.localeCompare(y.id)),
+    sps: [...servicePrincipals.values()]
+      .map((s) => ({ id: s.id, appId: s.appId, accountEnabled: s.accountEnabled, tags: [...s.tags].sort() }))
+      .sort((x, y) => x.id.localeCompare(y.id)),
+    groups: [...groups.values()].map((g) => ({ id: g.id, members: [...g.members].sort() })),
+  });
+}
+
+/** The audit trail of one project, as an operator reads it (GET /admin/audit). */
+export async function auditOf(stack: SandboxStack, projectId: number): Promise<AuditRecord[]> {
+  const res = await fetch(`${stack.service.url}/admin/audit?project=${projectId}&limit=500`, {
+    headers: { Authorization: `Bearer ${stack.secrets.adminToken}` },
+  });
+  if (res.status !== 200) throw new Error(`GET /admin/audit answered ${res.status}`);
+  return ((await res.json()) as { records: AuditRecord[] }).records;
+}
+
+/** One sample of a Prometheus series from GET /metrics; 0 when the series does not exist yet. */
+export async function metricValue(
+  stack: SandboxStack,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const text = await (await fetch(`${stack.service.url}/metrics`)).text();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const [series, value] = line.split(/\s+/);
+    if (want.every((l) => series?.includes(l))) return Number(value);
+  }
+  return 0;
 }

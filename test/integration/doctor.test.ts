@@ -34,6 +34,7 @@ const AUDIENCE = "api://AzureADTokenExchange";
 const POLICY = `
 gitlab:
   audience: ${AUDIENCE}
+  subClaimComponents: [project_path, ref_type, ref]
 environments:
   production:
     refs: ["branch:main"]

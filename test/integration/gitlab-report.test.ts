@@ -312,12 +312,19 @@ describe("authorizeCommand", () => {
     expect(stranger.ok).toBe(false);
     expect(!stranger.ok && stranger.message).toContain("only members");
 
+    // A stranger hears only that commands are for members: nothing about, or from, what they typed.
+    const strangerUnknown = await authorizeCommand(api, policy, pid, 4242, ["qa-<b>x</b>"]);
+    expect(!strangerUnknown.ok && strangerUnknown.message).toBe(
+      "Sorry, only members of this project can use `/entra` commands here.",
+    );
+
     sim.stats.reset();
     const unknown = await authorizeCommand(api, policy, pid, MAINT.id, ["qa"]);
     expect(unknown.ok).toBe(false);
     expect(!unknown.ok && unknown.message).toContain("no rule for `qa`");
     expect(!unknown.ok && unknown.message).toContain("`production`, `staging`, `review/*`");
-    expect(sim.stats.requests).toBe(0);
+    // Membership is read first (one GET); nothing else is asked of GitLab.
+    expect(sim.stats.requests).toBe(1);
   });
 
   it("needs Reporter for commands without environments (status)", async () => {

@@ -127,6 +127,27 @@ describe("npm run policy -- diff", () => {
     stack.entra.state.groups.delete(foreign);
   });
 
+  it("a rule that now binds protected refs: the sub-claim change and the re-subjected credentials, nothing written", async () => {
+    const bound = join(dir, "bound.yaml");
+    const next = e2ePolicyYaml()
+      .replace(`groups: ["${STAGING_GROUP}"]`, "groups: []")
+      .replace("    allowUnprotectedRefs: true\n", "");
+    expect(next).not.toContain("allowUnprotectedRefs");
+    writeFileSync(bound, next);
+    stack.entra.stats.reset();
+    stack.gitlab.stats.reset();
+    const r = await run(["diff", bound], botEnv(stack));
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      "  ~ GitLab ci_id_token_sub_claim_components: [project_path, ref_type, ref] -> [project_path, ref_type, ref, ref_protected]",
+    );
+    expect(r.out).toMatch(
+      /~ update federatedIdentityCredential \S+ \(project_path:team\/one:ref_type:branch:ref:main -> project_path:team\/one:ref_type:branch:ref:main:ref_protected:true\)/,
+    );
+    expect(stack.entra.stats.writes()).toBe(0);
+    expect(stack.gitlab.stats.requests).toBe(0);
+  });
+
   it("a policy file with mistakes is named, exit 2", async () => {
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "environments:\n  staging:\n    refs: []\n    groups: ['sg-{team}']\n");
@@ -157,6 +178,25 @@ describe("npm run policy -- explain", () => {
       "who may onboard it: Developer or higher with /entra onboard staging; automatically on project creation",
     );
     expect(stack.entra.stats.writes()).toBe(0);
+  });
+
+  it("with --project-id: the layout the registry recorded as established in GitLab, as status and diff read it", async () => {
+    const file = join(dir, "sandbox.yaml");
+    writeFileSync(file, sandboxPolicyYaml());
+    const id = projects[0] as number;
+    stack.gitlab.stats.reset();
+    const r = await run(
+      ["explain", "team/one", "--project-id", String(id)],
+      botEnv(stack, { POLICY_FILE: file }),
+    );
+    expect(r.code).toBe(0);
+    // Onboarded under the test policy (no privileged rule): the sandbox policy's default rule would add
+    // ref_protected, which the next onboarding asks GitLab for.
+    expect(r.out).toContain(
+      `Established in GitLab for project ${id}: project_path, ref_type, ref; the next onboarding asks GitLab for project_path, ref_type, ref, ref_protected`,
+    );
+    expect(r.out).toContain(`project_path:team/one:ref_type:branch:ref:main:ref_protected:true`);
+    expect(stack.gitlab.stats.requests).toBe(0);
   });
 
   it("offline, for a project no rule matches: the default rule, templates unresolved, project_id placeholders", async () => {

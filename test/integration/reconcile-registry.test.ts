@@ -37,6 +37,8 @@ beforeAll(async () => {
     redis,
     keyPrefix: prefix,
     policy: parsePolicy(`
+gitlab:
+  subClaimComponents: [project_path, ref_type, ref]
 environments:
   production: { refs: ["branch:main"], groups: ["${GROUP}"] }
   staging: { refs: ["branch:develop"] }

@@ -15,7 +15,10 @@ const G_STAGE = "aaaaaaaa-0000-0000-0000-000000000002";
 const G_OTHER = "aaaaaaaa-0000-0000-0000-000000000003";
 const ISSUER = "https://gitlab.example.com";
 
+// Path-headed subjects, chosen explicitly: these tests follow subjects through renames.
 const policyText = (prodGroups = [G_PROD], stagingRefs = ["branch:main", "branch:develop"]) => `
+gitlab:
+  subClaimComponents: [project_path, ref_type, ref]
 environments:
   production:
     refs: ["branch:main"]

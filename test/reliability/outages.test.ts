@@ -143,14 +143,16 @@ describe("Graph and GitLab outages", () => {
 
   it("GitLab API down while reporting: the report retries, Entra work is not redone", async () => {
     stack.entra.stats.reset();
-    stack.gitlab.faults.down = true;
+    // GitLab fails every call the report makes (it starts with the CI variables); the events job's read of the
+    // project, which must succeed before any Entra write, is answered.
+    stack.gitlab.faults.failNext(100_000, 503, { pathIncludes: "/variables" });
     const { project } = await stack.driver.createProject("gitlab-down/app", { members: { [alice.id]: 40 } });
     for (let i = 0; i < 200 && (await stack.service.queues.reports.getDelayedCount()) === 0; i++)
       await sleep(20);
     expect(await stack.service.queues.reports.getDelayedCount()).toBe(1);
     const writesBefore = stack.entra.stats.writes();
     await sleep(600);
-    stack.gitlab.faults.down = false;
+    stack.gitlab.faults.clear();
     await settled(stack);
     expect(await failures(stack)).toEqual([]);
     expectOnboarded(stack, project.id);

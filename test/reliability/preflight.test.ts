@@ -45,6 +45,8 @@ describe("preflight", () => {
   it("passes against a correctly configured sandbox and lists the roles it found", async () => {
     const r = await preflight(botEnv(stack));
     expect(r.out).toMatch(/ok {3}policy/);
+    // The sandbox policy chooses project_path subjects explicitly: allowed, with a warning naming the risk.
+    expect(r.out).toMatch(/warning: gitlab\.subClaimComponents starts with project_path/);
     expect(r.out).toMatch(/ok {3}graph-roles .*Application\.ReadWrite\.OwnedBy/);
     expect(r.out).toContain(
       `ok   graph-ownership  the bot's service principal is ${stack.entra.botServicePrincipalId}; it owns 0 app registration(s)`,

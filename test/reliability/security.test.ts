@@ -128,7 +128,13 @@ describe("who may get an identity", () => {
     expect((await exchange(projectId, oldApps[0] as string)).status).toBe(200);
     expect((await stack.driver.deleteProject(projectId)).status).toBe(202);
     await settled(stack);
-    expect(appsOf(projectId)).toHaveLength(0);
+    // Retired: kept for the audit trail, without a single credential, and disabled.
+    expect(appsOf(projectId)).toHaveLength(2);
+    for (const app of appsOf(projectId)) {
+      expect(app.fics).toHaveLength(0);
+      const sp = [...stack.entra.state.servicePrincipals.values()].find((x) => x.appId === app.appId);
+      expect(sp?.accountEnabled).toBe(false);
+    }
 
     const { project: reborn } = await stack.driver.createProject("secure/payments", {
       members: { [eve.id]: 40 },
@@ -138,7 +144,10 @@ describe("who may get an identity", () => {
     for (const appId of oldApps) {
       const res = await exchange(reborn.id, appId);
       expect(res.status).not.toBe(200);
-      expect([...stack.entra.state.applications.values()].some((a) => a.appId === appId)).toBe(false);
+      // Never reused for the newcomer: still the old project's, still without credentials.
+      const old = [...stack.entra.state.applications.values()].find((a) => a.appId === appId);
+      expect(old?.tags).toContain(`gitlab-project:${projectId}`);
+      expect(old?.fics).toHaveLength(0);
     }
     const fresh = appsOf(reborn.id);
     expect(fresh).toHaveLength(2);

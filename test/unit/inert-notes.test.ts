@@ -16,7 +16,7 @@ import { withRegisteredEnvironments } from "../../src/onboarding/describe.ts";
 import { BOT_TAG, environmentTag, projectTag } from "../../src/onboarding/naming.ts";
 import { renderOnboardingMarkdown, SNIPPET_VARIANTS } from "../../src/onboarding/snippet.ts";
 import { parseSnippetArgs, snippetReply } from "../../src/onboarding/snippet-command.ts";
-import { applySubClaimComponents } from "../../src/onboarding/sub-claim-step.ts";
+import { resolveSubjectComponents, type SubjectResolution } from "../../src/onboarding/subject-components.ts";
 import type { OnboardResult } from "../../src/onboarding/types.ts";
 import { inertnessProblems } from "../helpers/gitlab-markdown-oracle.ts";
 
@@ -101,10 +101,8 @@ function expectInert(markdown: string, allowedReferences: string[] = []): void {
 }
 
 const APP = "11111111-2222-3333-4444-555555555555";
-const basePolicy = parsePolicy(
-  `environments:\n  production:\n    refs: ["branch:main"]\n    minAccessLevel: maintainer\n  staging:\n    refs: ["branch:main"]\n    minAccessLevel: developer\nonProjectCreate:\n  environments: [staging]\n`,
-  "test",
-);
+const BASE_ENVIRONMENTS = `environments:\n  production:\n    refs: ["branch:main"]\n    minAccessLevel: maintainer\n  staging:\n    refs: ["branch:main"]\n    minAccessLevel: developer\nonProjectCreate:\n  environments: [staging]\n`;
+const basePolicy = parsePolicy(BASE_ENVIRONMENTS, "test");
 
 function hostilePolicy(env: string, ref: string, audience: string): Policy {
   return {
@@ -331,8 +329,8 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
         const refusing = {
           setSubClaimComponents: async () => {
             throw new GitLabError({
-              code: "validation",
-              status: 400,
+              code: "forbidden",
+              status: 403,
               message: path,
               gitlabMessage: { [env]: [path] },
             });
@@ -341,10 +339,21 @@ describe("every note and issue the bot writes is inert, whatever users typed", (
         const unsupported = {
           setSubClaimComponents: async () => ({ status: "unsupported", reason: env }),
         } as unknown as GitLabApi;
+        // GitLab's refusal reason reaches the notice (default policy) or the Action needed line (explicit).
+        const explicit = parsePolicy(
+          `gitlab:\n  subClaimComponents: [project_id, ref_type, ref]\n${BASE_ENVIRONMENTS}`,
+          "test",
+        );
         for (const gl of [refusing, unsupported]) {
-          const step = await applySubClaimComponents(gl, 42, ["project_id", env]);
-          expect(step.actionNeeded).toBeDefined();
-          expectInert(step.actionNeeded ?? "");
+          for (const policy of [basePolicy, explicit]) {
+            const live = { id: 42, pathWithNamespace: "g/p", ciIdTokenSubClaimComponents: [env] };
+            const r: SubjectResolution = await resolveSubjectComponents(gl, policy, live, {
+              write: true,
+            });
+            const text = r.ok ? r.notice : r.message;
+            expect(text).toBeDefined();
+            expectInert(text ?? "");
+          }
         }
       }),
       { numRuns: 80 },

@@ -108,7 +108,9 @@ describe("planIdentity", () => {
           // Only refs the policy accepts (no line breaks, no wildcards; Git refs have neither).
           fc.pre(refRuleSchema.safeParse(`${type}:${ref}`).success);
           const path = segments.join("/");
-          const p = parsePolicy(`environments:\n  prod:\n    refs: [${JSON.stringify(`${type}:${ref}`)}]\n`);
+          const p = parsePolicy(
+            `gitlab:\n  subClaimComponents: [project_path, ref_type, ref]\nenvironments:\n  prod:\n    refs: [${JSON.stringify(`${type}:${ref}`)}]\n`,
+          );
           const plan = planIdentity({
             project: { id: 7, path },
             environment: "prod",

@@ -6,11 +6,44 @@ import { testPolicy } from "../helpers/policy.ts";
 describe("policy", () => {
   it("fills defaults for an almost empty policy", () => {
     const p = parsePolicy("environments:\n  production:\n    refs: ['branch:main']\n");
-    expect(p.gitlab.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
+    // Rename-proof by default; the marker tells the worker it may fall back where GitLab refuses project_id.
+    expect(p.gitlab.subClaimComponents).toEqual(["project_id", "ref_type", "ref"]);
+    expect(p.gitlab.subClaimComponentsExplicit).toBe(false);
+    expect(p.retention).toEqual({ disabledIdentityDays: 30 });
     expect(p.gitlab.audience).toBe("api://AzureADTokenExchange");
     expect(p.scope).toEqual({ include: ["**"], exclude: [] });
     expect(p.environments.production?.minAccessLevel).toBe("maintainer");
     expect(p.environments.production?.onFirstDeployment).toBe(false);
+  });
+
+  it("an explicit sub-claim layout is marked explicit, project_path included", () => {
+    const p = parsePolicy("gitlab:\n  subClaimComponents: [project_path, ref_type, ref]\nenvironments: {}\n");
+    expect(p.gitlab.subClaimComponents).toEqual(["project_path", "ref_type", "ref"]);
+    expect(p.gitlab.subClaimComponentsExplicit).toBe(true);
+    expect(() => parsePolicy("gitlab:\n  subClaimComponentsExplicit: true\nenvironments: {}\n")).toThrow(
+      ConfigError,
+    );
+    expect(parsePolicy("retention:\n  disabledIdentityDays: 0\nenvironments: {}\n").retention).toEqual({
+      disabledIdentityDays: 0,
+    });
+    expect(() => parsePolicy("retention:\n  disabledIdentityDays: -1\nenvironments: {}\n")).toThrow(
+      ConfigError,
+    );
+  });
+
+  it("environment names are looked up among the policy's own keys, never Object.prototype's", () => {
+    const p = testPolicy();
+    for (const name of [
+      "constructor",
+      "__proto__",
+      "toString",
+      "hasOwnProperty",
+      "valueOf",
+      "__defineGetter__",
+    ]) {
+      expect(environmentRule(p, name)).toBeUndefined();
+    }
+    expect(environmentRule(p, "staging")?.rule).toBe("staging");
   });
 
   it("keeps the issuer verbatim (no normalisation of what Entra compares byte for byte)", () => {

@@ -291,6 +291,18 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
           `The client application ${clientId} is missing service principal in the tenant ${tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
         );
       }
+      // A disabled service principal gets no token whatever it presents: Graph's servicePrincipal resource says
+      // of accountEnabled=false "no users are able to sign in to this app"; the answer Entra gives is
+      // {"error":"unauthorized_client","error_description":"AADSTS7000112: Application '<appId>'(<name>) is
+      // disabled."} (quoted verbatim in Worklytics/psoxy PR #74 and MicrosoftDocs/azure-docs issue #28469).
+      if (!sp.accountEnabled) {
+        return fail(
+          400,
+          "unauthorized_client",
+          7000112,
+          `Application '${clientId}'(${app.displayName}) is disabled.`,
+        );
+      }
       // A FIC that was just written is not yet usable (propagation), as in Entra.
       const now = Date.now();
       ready = app.fics.filter((f) => now - f.createdAtMs >= opts.faults.ficPropagationDelayMs);

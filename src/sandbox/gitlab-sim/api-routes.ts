@@ -12,11 +12,11 @@ import {
   presentVariable,
 } from "./present.ts";
 import {
-  findProject,
   findUser,
   groupMemberLevel,
   memberLevel,
   now,
+  resolveProject,
   type SimIssue,
   type SimProject,
   type SimState,
@@ -123,7 +123,7 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
 
   /** The project as the caller may see it, with their effective level; or the Response GitLab would send. */
   const access = (c: C, minLevel: number): { project: SimProject; level: number } | Response => {
-    const project = findProject(state, c.req.param("id") ?? "");
+    const project = resolveProject(state, c.req.param("id") ?? "");
     const user = c.get("user");
     if (!project) return notFound(c, "404 Project Not Found");
     const level = memberLevel(project, user.id, true);
@@ -343,6 +343,20 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
     };
     issue.notes.push(note);
     return c.json(presentNote(baseUrl(), state, a.project, issue, note), 201);
+  });
+
+  // doc/api/notes.md "Get single issue note": the note is looked up among that issue's notes only
+  // (`noteable.notes.find(note_id)` in lib/api/notes.rb), so a note of another issue is a 404.
+  api.get("/projects/:id/issues/:iid/notes/:noteId", (c) => {
+    const a = access(c, 10);
+    if (a instanceof Response) return a;
+    const issue = issueOf(a.project, c.req.param("iid"));
+    if (!issue) return notFound(c, "404 Issue Not Found");
+    const note = issue.notes.find((n) => n.id === Number(c.req.param("noteId")));
+    if (!note) return notFound(c, "404 Note Not Found");
+    // Internal notes are visible from Reporter up (doc/user/discussions "internal notes").
+    if (note.internal && a.level < 20) return notFound(c, "404 Note Not Found");
+    return c.json(presentNote(baseUrl(), state, a.project, issue, note));
   });
 
   api.put("/projects/:id/issues/:iid/notes/:noteId", async (c) => {

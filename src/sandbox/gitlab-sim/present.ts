@@ -52,6 +52,9 @@ export function presentProject(baseUrl: string, p: SimProject, viewerLevel: numb
       full_path: namespacePath,
       web_url: `${baseUrl}/groups/${namespacePath}`,
     },
+    // doc/api/projects.md "Get a single project": null unless the project waits out its deletion delay.
+    marked_for_deletion_at: p.markedForDeletionOn,
+    marked_for_deletion_on: p.markedForDeletionOn,
   };
   // Like GitLab, CI settings are only shown to users who may change them; older versions lack the field.
   if (p.subClaimSupport !== "absent" && (viewerLevel ?? 0) >= 40) {

@@ -114,8 +114,10 @@ export interface SimProject {
   variables: SimVariable[];
   environments: SimEnvironment[];
   createdAt: string;
-  /** Earlier paths (renames), newest last. */
+  /** Earlier paths (renames), newest last. GitLab keeps redirects from them until a path is taken again. */
   previousPaths: string[];
+  /** Set when the project is marked for deletion (GitLab's `marked_for_deletion_at`/`_on`, a date). */
+  markedForDeletionOn: string | null;
 }
 
 export interface SimState {
@@ -151,6 +153,25 @@ export function now(): string {
 export function findProject(state: SimState, idOrPath: string): SimProject | undefined {
   if (/^\d+$/.test(idOrPath)) return state.projects.find((p) => p.id === Number(idOrPath));
   return state.projects.find((p) => p.path === idOrPath);
+}
+
+/**
+ * How the REST API resolves `:id` (lib/api/helpers.rb `find_project`): a number is the project id; a path is
+ * looked up with `find_by_full_path(id, follow_redirects: true)`: case-insensitively among current paths
+ * first, then among the redirect routes renames leave behind (the newest rename wins).
+ */
+export function resolveProject(state: SimState, idOrPath: string): SimProject | undefined {
+  if (/^-?\d+$/.test(idOrPath)) return state.projects.find((p) => p.id === Number(idOrPath));
+  if (!idOrPath.includes("/")) return undefined;
+  const wanted = idOrPath.toLowerCase();
+  const current = state.projects.find((p) => p.path.toLowerCase() === wanted);
+  if (current) return current;
+  let best: { project: SimProject; at: number } | undefined;
+  for (const p of state.projects) {
+    const at = p.previousPaths.map((x) => x.toLowerCase()).lastIndexOf(wanted);
+    if (at >= 0 && (!best || at > best.at)) best = { project: p, at };
+  }
+  return best?.project;
 }
 
 export function findUser(state: SimState, id: number): SimUser | undefined {
@@ -214,7 +235,7 @@ export function addProject(
 ) {
   const id = input.id ?? ++state.seq.project;
   if (state.projects.some((p) => p.id === id)) throw new Error(`project ${id} already exists`);
-  if (state.projects.some((p) => p.path === input.path))
+  if (state.projects.some((p) => p.path.toLowerCase() === input.path.toLowerCase()))
     throw new Error(`project path ${input.path} is taken`);
   state.seq.project = Math.max(state.seq.project, id);
   const created = now();
@@ -232,6 +253,7 @@ export function addProject(
     environments: [],
     createdAt: created,
     previousPaths: [],
+    markedForDeletionOn: null,
   };
   for (const [user, level] of Object.entries(input.members ?? {}))
     project.members.push({ userId: Number(user), accessLevel: level, inherited: false });

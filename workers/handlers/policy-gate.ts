@@ -1,11 +1,11 @@
-import type { Policy } from "../src/config/policy.ts";
-import { ACCESS_LEVELS } from "../src/config/policy-schema.ts";
-import { roleLabel } from "../src/gitlab/commands.ts";
-import type { ProjectRef, Trigger } from "../src/gitlab/intents.ts";
-import { md, type SafeMarkdown } from "../src/gitlab/markdown-inert.ts";
-import { type Approval, ApprovalStore } from "../src/onboarding/approvals.ts";
-import { accessLevelName } from "../src/onboarding/authorize.ts";
-import type { EnvironmentOutcome } from "../src/onboarding/types.ts";
+import type { Policy } from "../../src/config/policy.ts";
+import { ACCESS_LEVELS } from "../../src/config/policy-schema.ts";
+import { roleLabel } from "../../src/gitlab/commands.ts";
+import type { ProjectRef, Trigger } from "../../src/gitlab/intents.ts";
+import { md, type SafeMarkdown } from "../../src/gitlab/markdown-inert.ts";
+import { type Approval, ApprovalStore } from "../../src/onboarding/approvals.ts";
+import { accessLevelName } from "../../src/onboarding/authorize.ts";
+import type { EnvironmentOutcome } from "../../src/onboarding/types.ts";
 import {
   type EnvironmentDecision,
   environmentFor,
@@ -14,8 +14,8 @@ import {
   onboardsAutomatically,
   type ProjectRule,
   projectRule,
-} from "../src/policy/rules.ts";
-import type { WorkerRuntime } from "./runtime.ts";
+} from "../../src/policy/rules.ts";
+import type { WorkerRuntime } from "../runtime.ts";
 
 /**
  * What the policy lets happen before any Entra call: which environments are onboarded automatically, who may

@@ -1,90 +1,73 @@
-import type { Job } from "bullmq";
-import { ACCESS_LEVELS } from "../src/config/policy-schema.ts";
-import { parseCommand, roleLabel } from "../src/gitlab/commands.ts";
-import type { Intent, Trigger } from "../src/gitlab/intents.ts";
-import { code, join, md, plain, type SafeMarkdown, trusted } from "../src/gitlab/markdown-inert.ts";
-import type { Logger } from "../src/logging.ts";
-import { ApprovalStore, approverMatch } from "../src/onboarding/approvals.ts";
-import type { Change, EnvironmentOutcome } from "../src/onboarding/types.ts";
-import { environmentFor } from "../src/policy/rules.ts";
-import { onboardNow, type ReportPort } from "./onboard-command.ts";
+import { ACCESS_LEVELS } from "../../src/config/policy-schema.ts";
+import { roleLabel } from "../../src/gitlab/commands.ts";
+import type { Intent } from "../../src/gitlab/intents.ts";
+import { code, join, md, plain, type SafeMarkdown, trusted } from "../../src/gitlab/markdown-inert.ts";
+import { ApprovalStore, approverMatch } from "../../src/onboarding/approvals.ts";
+import { AuditValidationError } from "../../src/onboarding/audit.ts";
+import type { Change, EnvironmentOutcome } from "../../src/onboarding/types.ts";
+import { environmentFor } from "../../src/policy/rules.ts";
+import type { JobContext, WorkContext } from "./context.ts";
+import { type CommandSource, noteReply, onboardNow } from "./onboard-command.ts";
 import { commandLimitMessage, refusedOutcome } from "./policy-gate.ts";
-import type { WorkerRuntime } from "./runtime.ts";
+import { report } from "./shared.ts";
 
 type CommandIntent = Extract<Intent, { type: "command" }>;
 
-export interface ApprovePorts {
-  /** Answers the command's note with this text. */
-  reply(body: string, react: "thumbsup" | false): Promise<string>;
-  /**
-   * Onboards these environments now (an approval completed a pending request) and answers the note with
-   * the result; `outcomes` are shown next to them.
-   */
-  onboard(
-    environments: string[],
-    outcomes: EnvironmentOutcome[],
-    messages: Map<string, string>,
-  ): Promise<unknown>;
+/** One approval decision in the audit trail ({kind:"approval"}), under the context's trigger (the note's author). */
+export async function auditApproval(
+  ctx: WorkContext,
+  project: { id: number; path: string },
+  change: Change,
+  environment: string | undefined,
+  outcome: "ok" | "refused",
+): Promise<void> {
+  const t = ctx.trigger;
+  const rec = {
+    trigger: { event: t.event, eventId: t.eventId, ...(t.actor ? { actor: t.actor } : {}) },
+    project,
+    ...(environment ? { environment } : {}),
+    change,
+    outcome,
+  };
+  try {
+    await ctx.rt.audit.append(rec);
+  } catch (err) {
+    // A delivery's path (not yet confirmed by GitLab) may hold text the trail refuses: the record is still written.
+    if (!(err instanceof AuditValidationError)) throw err;
+    await ctx.rt.audit.append({ ...rec, project: { id: project.id, path: `project-${project.id}` } });
+  }
 }
 
 /**
- * `/entra approve <env ...>`: one of the policy's approvers consents to onboarding a privileged environment
- * of this project. The note is re-read from GitLab (its author and text are what counts, not the webhook's
- * copy); the approver is matched by current username or effective group membership; every decision is
- * audited. An approval completes a pending `/entra onboard` request at once, else waits (bounded) for one.
+ * `/entra approve <env ...>`: one of the policy's approvers consents to onboarding a privileged environment of
+ * this project. Like every command, it is taken only from the note as GitLab's API returns it (command.ts:
+ * author, text, issue, visibility), never from the delivery. The approver is matched by current username or
+ * effective group membership; every decision is audited. An approval completes a pending `/entra onboard`
+ * request at once, else waits (bounded) for one.
  */
 export async function approveCommand(
-  rt: WorkerRuntime,
-  job: Job,
-  intent: CommandIntent,
-  trigger: Trigger,
-  log: Logger,
-  report: ReportPort,
+  ctx: JobContext<CommandIntent>,
+  source: CommandSource,
+  environments: readonly string[],
   now: () => number = Date.now,
 ) {
-  const project = intent.project;
+  const { rt } = ctx;
+  const { live, author, internal } = source;
+  const project = { id: live.id, path: live.pathWithNamespace };
   const reply = (body: SafeMarkdown, react: "thumbsup" | false) =>
-    report({
-      trigger,
-      project,
-      reply: { issueIid: intent.issueIid, noteId: intent.noteId, body, react, internal: intent.confidential },
-    });
-  const audit = async (change: Change, environment: string | undefined, outcome: "ok" | "refused") => {
-    await rt.audit.append({
-      trigger: {
-        event: trigger.event,
-        eventId: trigger.eventId,
-        ...(trigger.actor ? { actor: trigger.actor } : {}),
-      },
-      project,
-      ...(environment ? { environment } : {}),
-      change,
-      outcome,
-    });
+    report(ctx, { trigger: ctx.trigger, project, reply: noteReply(ctx, internal, body, react) });
+  const noteId = ctx.intent.noteId;
+  // Approvers need not be members of the project (a group of leads); anyone else who is not a member gets no
+  // answer at all, like help and unknown commands (command.ts): the decision is audited, nothing is said.
+  const member = (await rt.gitlab.memberAccessLevel(live.id, author.id)) !== null;
+  let approver = false;
+  const silent = (why: string) => {
+    ctx.note(`approve from user ${author.id}, neither a member nor an approver: no reply (${why})`);
+    return { refused: true, skipped: "neither a project member nor an approver" };
   };
 
-  // GitLab's copy of the note decides: a forged or edited delivery cannot approve in someone's name.
-  const note = (await rt.gitlab.listIssueNotes(project.id, intent.issueIid)).find(
-    (n) => n.id === intent.noteId,
-  );
-  const parsed = note && !note.system && note.authorId === intent.author.id ? parseCommand(note.body) : null;
-  if (!note || parsed?.kind !== "approve") {
-    await audit(
-      {
-        op: "refuse",
-        kind: "approval",
-        target: `note ${intent.noteId}`,
-        detail:
-          "GitLab's API does not confirm this /entra approve note (missing, other author, or other text)",
-      },
-      undefined,
-      "refused",
-    );
-    await job.log("refused: the approval note is not confirmed by GitLab's API");
-    return { refused: true, skipped: "approval note not confirmed by GitLab" };
-  }
-  const environments = parsed.environments;
   if (environments.length === 0) {
+    if (!member) return silent("no environment named");
     return {
       reply: await reply(
         trusted("Name the environment to approve, e.g. `/entra approve production`."),
@@ -93,7 +76,8 @@ export async function approveCommand(
     };
   }
   const over = commandLimitMessage(rt.policy, environments);
-  if (over) return { refused: true, reply: await reply(over, false) };
+  if (over)
+    return member ? { refused: true, reply: await reply(over, false) } : silent("too many environments");
 
   const store = new ApprovalStore(rt.redis, rt.config.queuePrefix, now);
   const lines: SafeMarkdown[] = [];
@@ -130,21 +114,23 @@ export async function approveCommand(
       }
       continue;
     }
-    const match = await approverMatch(rt.gitlab, approvers, intent.author.id);
-    const who = `@${match.username ?? intent.author.username} (user ${intent.author.id})`;
+    const match = await approverMatch(rt.gitlab, approvers, author.id);
+    const who = `@${match.username ?? author.username} (user ${author.id})`;
     if (!match.ok) {
       refused = true;
-      await audit(
+      await auditApproval(
+        ctx,
+        project,
         {
           op: "refuse",
           kind: "approval",
           target: env,
-          detail: `${who} is not an approver (approvers: ${approvers.join(", ")}); note ${intent.noteId}`,
+          detail: `${who} is not an approver (approvers: ${approvers.join(", ")}); note ${noteId}`,
         },
         env,
         "refused",
       );
-      log.info({ user: intent.author.id, environment: env }, "approval refused: not an approver");
+      ctx.log.info({ user: author.id, environment: env }, "approval refused: not an approver");
       say(
         env,
         md`Sorry, only the approvers of ${code(env)} may approve it (${join(approvers.map(code), ", ")}); this was recorded.`,
@@ -152,6 +138,7 @@ export async function approveCommand(
       );
       continue;
     }
+    approver = true;
     const request = await store.takeRequest(project.id, env);
     // The requester's role is read again: it may have changed since they asked.
     const requesterLevel = request
@@ -162,12 +149,14 @@ export async function approveCommand(
       requesterLevel !== null &&
       requesterLevel >= ACCESS_LEVELS[d.settings.minAccessLevel];
     if (request && requesterOk) {
-      await audit(
+      await auditApproval(
+        ctx,
+        project,
         {
           op: "add",
           kind: "approval",
           target: env,
-          detail: `approved by ${who} as ${match.via}, completing @${request.requester.username}'s request (note ${request.noteId}); approval note ${intent.noteId}`,
+          detail: `approved by ${who} as ${match.via}, completing @${request.requester.username}'s request (note ${request.noteId}); approval note ${noteId}`,
         },
         env,
         "ok",
@@ -183,17 +172,19 @@ export async function approveCommand(
     await store.recordApproval({
       projectId: project.id,
       environment: env,
-      approver: { id: intent.author.id, username: match.username },
+      approver: { id: author.id, username: match.username },
       via: match.via,
-      noteId: intent.noteId,
+      noteId,
       validUntil,
     });
-    await audit(
+    await auditApproval(
+      ctx,
+      project,
       {
         op: "add",
         kind: "approval",
         target: env,
-        detail: `approved by ${who} as ${match.via}, valid until ${new Date(validUntil).toISOString()}; note ${intent.noteId}`,
+        detail: `approved by ${who} as ${match.via}, valid until ${new Date(validUntil).toISOString()}; note ${noteId}`,
       },
       env,
       "ok",
@@ -208,11 +199,12 @@ export async function approveCommand(
       d.settings.refs,
     );
   }
-  await job.log(lines.join("\n") || `approved and onboarding ${toOnboard.join(", ")}`);
+  ctx.note(lines.join("\n") || `approved and onboarding ${toOnboard.join(", ")}`);
   if (toOnboard.length > 0) {
-    const done = await onboardNow(rt, job, intent, trigger, toOnboard, outcomes, messages, report);
+    const done = await onboardNow(ctx, source, toOnboard, outcomes, messages);
     return { approved: toOnboard, ...done };
   }
+  if (!member && !approver) return silent("not an approver of any environment named");
   return {
     ...(refused ? { refused: true } : {}),
     reply: await reply(join(lines, "\n\n"), refused ? false : "thumbsup"),
