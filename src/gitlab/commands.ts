@@ -1,5 +1,6 @@
 import type { Policy } from "../config/policy.ts";
 import { isPrivilegedSetting } from "../config/policy-schema.ts";
+import { desiredComponents } from "../policy/protection.ts";
 import { projectRule } from "../policy/rules.ts";
 import { cell, code, join, md, plain, type SafeMarkdown, trusted } from "./markdown-inert.ts";
 import { LINE_BREAK, ownTextLines } from "./markdown-lines.ts";
@@ -194,6 +195,7 @@ export function helpText(policy: Policy, projectPath?: string): SafeMarkdown {
     trusted("|---|---|---|---|---|"),
     ...envRows,
     trusted(""),
-    md`Token subject: ${code(policy.gitlab.subClaimComponents.join(", "))}; audience: ${code(policy.gitlab.audience)}.`,
+    // The layout the bot asks GitLab for in this project (with ref_protected where its rule binds refs).
+    md`Token subject: ${code((rule ? desiredComponents(policy, rule) : policy.gitlab.subClaimComponents).join(", "))}; audience: ${code(policy.gitlab.audience)}.`,
   ]);
 }

@@ -134,5 +134,8 @@ rules:
     );
     expect(text).toContain("| `staging` | `branch:main` | Developer | no | yes |");
     expect(helpText(policy, "other/api")).not.toContain("`production`");
+    // The token subject the bot asks GitLab for in that project: ref_protected where the rule binds refs.
+    expect(text).toContain("Token subject: `project_id, ref_type, ref, ref_protected`");
+    expect(helpText(policy, "other/api")).toContain("Token subject: `project_id, ref_type, ref`;");
   });
 });
