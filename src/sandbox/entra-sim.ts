@@ -56,6 +56,13 @@ export interface EntraSimOptions {
    * must send an explicit language, e.g. `Accept-Language: en-US`.
    */
   rejectWildcardAcceptLanguage?: boolean;
+  /**
+   * The simulator's clock in ms (default Date.now): replication and FIC propagation delays, write throttling
+   * and token lifetimes read it, so a test can step time instead of sleeping through a delay.
+   */
+  now?: () => number;
+  /** Code for an audience mismatch at the token endpoint: 70021 (default, verbatim-documented) or 7002121. */
+  audienceMismatchCode?: 70021 | 7002121;
 }
 
 export interface SimRequestRecord {
@@ -158,6 +165,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   };
   seedBot();
   const rejectWildcardLanguage = opts.rejectWildcardAcceptLanguage ?? true;
+  const clock = opts.now ?? (() => Date.now());
   let url = "";
 
   const authority = await createAuthority({
@@ -168,8 +176,10 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     faults,
     url: () => url,
     clockSkewSeconds: opts.clockSkewSeconds ?? 0,
+    now: clock,
+    audienceMismatchCode: opts.audienceMismatchCode,
   });
-  const env: GraphEnv = { state, faults, tenantId: opts.tenantId, baseUrl: () => url, now: () => Date.now() };
+  const env: GraphEnv = { state, faults, tenantId: opts.tenantId, baseUrl: () => url, now: clock };
 
   const app = new Hono();
   const record = (r: SimRequestRecord) => requests.push(r);
@@ -263,7 +273,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     ids: { requestId: string; clientRequestId: string },
     onlyTargetedFailures: boolean,
   ): Promise<GraphResponse> {
-    const now = Date.now();
+    const now = clock();
     const rule = faults.takeFailure(`/${req.version}${req.path}`, onlyTargetedFailures);
     if (rule?.committed) {
       // The work is done, the answer is lost (a gateway timeout after the directory committed the write).

@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { Hono } from "hono";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import type { SubClaimComponent } from "../config/policy-schema.ts";
-import { buildSubject } from "../entra/subject.ts";
 import { listenHttps } from "./entra-sim/listen.ts";
+import { GITLAB_DEFAULT_SUB_COMPONENTS, gitlabSubject } from "./gitlab-oidc/subject.ts";
 
 /**
  * A GitLab-shaped OIDC issuer for CI ID tokens: the same discovery paths and claim set as a real GitLab
@@ -19,17 +18,39 @@ export interface OidcIssuer {
   mint(opts: MintOptions): Promise<string>;
 }
 
+export interface SimProjectRef {
+  id: number;
+  /** path_with_namespace */
+  path: string;
+  /** Defaults to a stable number derived from the namespace path. */
+  namespaceId?: number;
+  visibility?: "public" | "internal" | "private";
+}
+
 export interface MintOptions {
   issuer: string;
   audience: string | string[];
-  /** `path` is path_with_namespace. `namespaceId` defaults to a stable number derived from the namespace path. */
-  project: { id: number; path: string; namespaceId?: number; visibility?: "public" | "internal" | "private" };
+  /** The project whose pipeline runs the job. */
+  project: SimProjectRef;
   ref: string;
   refType: "branch" | "tag";
-  /** GitLab's default is project_path, ref_type, ref. */
-  subClaimComponents?: readonly SubClaimComponent[];
+  /**
+   * The project's `ci_id_token_sub_claim_components` (GitLab's default: project_path, ref_type, ref). Any
+   * claim name is accepted, as GitLab's API decides what may be configured, not the token minting.
+   */
+  subClaimComponents?: readonly string[];
+  /** The job's `environment:`; `tier` is GitLab's deployment_tier (default "other"). */
   environment?: { name: string; tier?: string; protected?: boolean; action?: string };
+  /** ref_protected claim; default false. A fork's branch is never protected in the parent project. */
   refProtected?: boolean;
+  /**
+   * A merge-request pipeline from this fork, run in `project` (GitLab 18.2.2+): project_* and namespace_*
+   * claims (and so `sub`) name the fork, job_project_* / job_namespace_* the project running the job;
+   * `ref` is the fork's source branch, pipeline_source "merge_request_event", ref_protected "false".
+   */
+  mergeRequestFromFork?: SimProjectRef;
+  /** pipeline_source claim; default "push" ("merge_request_event" for mergeRequestFromFork). */
+  pipelineSource?: string;
   user?: { id: number; login: string; email?: string };
   expiresInSeconds?: number;
   notBeforeOffsetSeconds?: number;
@@ -39,7 +60,7 @@ export interface MintOptions {
   overrides?: Record<string, unknown>;
 }
 
-export const DEFAULT_SUB_CLAIM_COMPONENTS: readonly SubClaimComponent[] = ["project_path", "ref_type", "ref"];
+export const DEFAULT_SUB_CLAIM_COMPONENTS: readonly string[] = GITLAB_DEFAULT_SUB_COMPONENTS;
 
 /** Number-like stable id for a namespace path, so tokens for one namespace always carry the same id. */
 function stableId(text: string): number {
@@ -102,45 +123,44 @@ export async function createOidcIssuer(): Promise<OidcIssuer> {
     },
     async mint(opts) {
       const now = opts.issuedAt ?? Math.floor(Date.now() / 1000);
-      const slash = opts.project.path.lastIndexOf("/");
-      const namespacePath = slash >= 0 ? opts.project.path.slice(0, slash) : opts.project.path;
+      const fork = opts.mergeRequestFromFork;
+      const named = fork ?? opts.project;
+      const namespaceOf = (p: SimProjectRef) => {
+        const slash = p.path.lastIndexOf("/");
+        const path = slash >= 0 ? p.path.slice(0, slash) : p.path;
+        return { id: String(p.namespaceId ?? stableId(path)), path };
+      };
+      const namespace = namespaceOf(named);
+      const jobNamespace = namespaceOf(opts.project);
       const env = opts.environment;
-      const refProtected = String(opts.refProtected ?? false);
-      const environmentProtected = env ? String(env.protected ?? false) : undefined;
-      const sub = buildSubject(opts.subClaimComponents ?? DEFAULT_SUB_CLAIM_COMPONENTS, {
-        project_path: opts.project.path,
-        project_id: String(opts.project.id),
-        ref_type: opts.refType,
-        ref: opts.ref,
-        deployment_tier: env?.tier,
-        environment_protected: environmentProtected,
-        // 18.7+: like the other protection components, only in jobs that have an environment.
-        ref_protected: env ? refProtected : undefined,
-      });
       const user = opts.user ?? { id: 1, login: "sample-user", email: "sample-user@example.com" };
       const refPath = `refs/${opts.refType === "branch" ? "heads" : "tags"}/${opts.ref}`;
       const host = opts.issuer.replace(/^https?:\/\//, "").replace(/\/$/, "");
       // Custom claims are strings in GitLab's tokens (runner_id excepted), in the fixture's order.
-      const claims: Record<string, unknown> = {
-        namespace_id: String(opts.project.namespaceId ?? stableId(namespacePath)),
-        namespace_path: namespacePath,
-        project_id: String(opts.project.id),
-        project_path: opts.project.path,
+      const custom: Record<string, unknown> = {
+        namespace_id: namespace.id,
+        namespace_path: namespace.path,
+        project_id: String(named.id),
+        project_path: named.path,
+        job_project_id: String(opts.project.id),
+        job_project_path: opts.project.path,
+        job_namespace_id: jobNamespace.id,
+        job_namespace_path: jobNamespace.path,
         user_id: String(user.id),
         user_login: user.login,
         user_email: user.email ?? `${user.login}@example.com`,
         user_access_level: "maintainer",
         pipeline_id: String(1000 + (now % 100_000)),
-        pipeline_source: "push",
+        pipeline_source: opts.pipelineSource ?? (fork ? "merge_request_event" : "push"),
         job_id: String(2000 + (now % 100_000)),
         ref: opts.ref,
         ref_type: opts.refType,
         ref_path: refPath,
-        ref_protected: refProtected,
+        ref_protected: String(fork ? false : (opts.refProtected ?? false)),
         ...(env
           ? {
               environment: env.name,
-              environment_protected: environmentProtected,
+              environment_protected: String(env.protected ?? false),
               deployment_tier: env.tier ?? "other",
               environment_action: env.action ?? "start",
             }
@@ -148,9 +168,17 @@ export async function createOidcIssuer(): Promise<OidcIssuer> {
         runner_id: 1,
         runner_environment: "self-hosted",
         sha: "714a629c0b401fdce83e847fc9589983fc6f46bc",
-        project_visibility: opts.project.visibility ?? "private",
+        project_visibility: named.visibility ?? "private",
         ci_config_ref_uri: `${host}/${opts.project.path}//.gitlab-ci.yml@${refPath}`,
         ci_config_sha: "714a629c0b401fdce83e847fc9589983fc6f46bc",
+      };
+      const sub = gitlabSubject(
+        opts.subClaimComponents ?? GITLAB_DEFAULT_SUB_COMPONENTS,
+        custom,
+        env !== undefined,
+      );
+      const claims: Record<string, unknown> = {
+        ...custom,
         jti: randomUUID(),
         iss: opts.issuer,
         iat: now,

@@ -1,7 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { z } from "zod";
-import type { SubClaimComponent } from "../config/policy-schema.ts";
 import { listenHttps } from "./entra-sim/listen.ts";
 import { createOidcIssuer, type OidcIssuer } from "./gitlab-oidc.ts";
 import { apiRoutes, type SimEnv } from "./gitlab-sim/api-routes.ts";
@@ -126,6 +125,8 @@ export interface MintForProject {
   environment?: { name: string; tier?: string; protected?: boolean };
   /** Whether the ref is protected in the project (a fork's merge-request pipeline's is not). Default false. */
   refProtected?: boolean;
+  /** A merge-request pipeline from this fork (a project of this simulator), run in `projectId`. */
+  mergeRequestFromForkId?: number;
   overrides?: Record<string, unknown>;
 }
 
@@ -394,15 +395,25 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     async mintIdToken(opts: MintForProject): Promise<string> {
       if (!oidc) throw new Error("this simulator was started without an OIDC issuer");
       const p = mustProject(opts.projectId);
+      const ref = (x: SimProject) => ({
+        id: x.id,
+        path: x.path,
+        namespaceId: x.namespaceId,
+        visibility: x.visibility,
+      });
+      const fork =
+        opts.mergeRequestFromForkId === undefined ? undefined : mustProject(opts.mergeRequestFromForkId);
       return oidc.mint({
         issuer: url,
         audience: opts.audience,
-        project: { id: p.id, path: p.path, namespaceId: p.namespaceId, visibility: p.visibility },
+        project: ref(p),
         ref: opts.ref,
         refType: opts.refType,
-        subClaimComponents: p.subClaimComponents as SubClaimComponent[],
+        // GitLab reads the setting of the project the token names (the fork, for a fork's MR pipeline).
+        subClaimComponents: (fork ?? p).subClaimComponents,
         environment: opts.environment,
         ...(opts.refProtected !== undefined ? { refProtected: opts.refProtected } : {}),
+        mergeRequestFromFork: fork ? ref(fork) : undefined,
         overrides: opts.overrides,
       });
     },
@@ -646,6 +657,7 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
           .object({ name: z.string(), tier: z.string().optional(), protected: z.boolean().optional() })
           .optional(),
         refProtected: z.boolean().optional(),
+        mergeRequestFromForkId: z.number().int().optional(),
       })
       .safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) return c.json({ error: parsed.error.issues }, 400);

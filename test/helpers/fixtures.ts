@@ -1,15 +1,14 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 
 /**
- * GitLab's and Microsoft's documented payloads live in ../shared/reference/fixtures (beside the clone in
- * development and CI). test/fixtures/reference holds a copy so the suite also runs without it.
+ * GitLab's and Microsoft's documented payloads, as copied into the repository (test/fixtures/reference; sources
+ * in its README and graph/index.json). Tests read only this copy, so a fresh clone runs the whole suite;
+ * test/unit/reference-fixtures.test.ts checks the copy against ../shared/reference/fixtures when that exists.
  */
-const shared = new URL("../../../shared/reference/fixtures/", import.meta.url);
-const local = new URL("../fixtures/reference/", import.meta.url);
+export const FIXTURES_DIR = new URL("../fixtures/reference/", import.meta.url);
 
 export function fixturePath(relative: string): URL {
-  const inShared = new URL(relative, shared);
-  return existsSync(inShared) ? inShared : new URL(relative, local);
+  return new URL(relative, FIXTURES_DIR);
 }
 
 export function fixtureText(relative: string): string {

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientSecretCredential } from "@azure/identity";
 import { decodeJwt } from "jose";
@@ -10,6 +9,7 @@ import {
   type OidcIssuerServer,
   startOidcIssuerServer,
 } from "../../src/sandbox/gitlab-oidc.ts";
+import { fixtureJson } from "../helpers/fixtures.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON and assert on its exact shape
 type Json = any;
@@ -85,9 +85,7 @@ function expectTokenError(res: { status: number; body: Json }, status: number, e
   expect(res.body.error_description).toMatch(
     /\r\nTrace ID: [0-9a-f-]{36}\r\nCorrelation ID: [0-9a-f-]{36}\r\nTimestamp: /,
   );
-  const fixture = JSON.parse(
-    readFileSync("/work/shared/reference/fixtures/graph/token-error-aadsts70021.json", "utf8"),
-  ) as Record<string, unknown>;
+  const fixture = fixtureJson("graph/token-error-aadsts70021.json");
   expect(Object.keys(res.body).sort()).toEqual(Object.keys(fixture).sort());
 }
 

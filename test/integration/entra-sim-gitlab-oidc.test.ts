@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { Hono } from "hono";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,6 +6,7 @@ import {
   type OidcIssuerServer,
   startOidcIssuerServer,
 } from "../../src/sandbox/gitlab-oidc.ts";
+import { fixtureJson } from "../helpers/fixtures.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON and assert on its exact shape
 type Json = any;
@@ -19,9 +19,7 @@ afterAll(async () => {
   await server.close();
 });
 
-const fixtureClaims = JSON.parse(
-  readFileSync("/work/shared/reference/fixtures/gitlab/id-token-claims.json", "utf8"),
-) as Record<string, unknown>;
+const fixtureClaims = fixtureJson("gitlab/id-token-claims.json");
 
 describe("GitLab OIDC issuer simulator", () => {
   it("serves GitLab's discovery document and keys over HTTPS, and its tokens verify against them", async () => {

@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientSecretCredential } from "@azure/identity";
 import { Client, RetryHandlerOptions } from "@microsoft/microsoft-graph-client";
 import { TokenCredentialAuthenticationProvider } from "@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type EntraSimulator, startEntraSimulator } from "../../src/sandbox/entra-sim.ts";
+import { fixtureJson } from "../helpers/fixtures.ts";
 
 const TENANT = "11111111-2222-3333-4444-555555555555";
 const BOT = { clientId: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", clientSecret: "s3cret-value" };
@@ -12,11 +12,7 @@ const GROUP = { id: "99999999-0000-0000-0000-000000000001", displayName: "azure-
 const ISSUER = "https://gitlab.example.com";
 const AUD = "api://AzureADTokenExchange";
 
-const fixture = (name: string) =>
-  JSON.parse(readFileSync(`/work/shared/reference/fixtures/graph/${name}`, "utf8")) as Record<
-    string,
-    unknown
-  >;
+const fixture = (name: string) => fixtureJson(`graph/${name}`);
 
 let sim: EntraSimulator;
 let token: string;

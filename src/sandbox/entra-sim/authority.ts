@@ -12,8 +12,8 @@ import {
   SignJWT,
 } from "jose";
 import { z } from "zod";
-import { ENTRA_FEDERATION_DOC, type FicLike, matchAssertion } from "../../entra/fic-match.ts";
 import type { SimFaults } from "./faults.ts";
+import { type FederatedCredentialView, judgeAssertion } from "./federation.ts";
 import type { Caller } from "./graph.ts";
 import { findAppByAppId, findSpByAppId, type SimState } from "./state.ts";
 
@@ -39,7 +39,7 @@ export interface AuthorityOptions {
      * Federated credentials on the bot's own app registration: workload identity federation, e.g. a Kubernetes
      * service account token (issuer = the cluster's OIDC issuer) in place of the client secret.
      */
-    federatedCredentials?: FicLike[];
+    federatedCredentials?: Array<FederatedCredentialView & { name?: string }>;
   };
   /** Object id of the bot's own service principal (it owns the apps it creates). */
   botSpId: string;
@@ -48,6 +48,10 @@ export interface AuthorityOptions {
   url: () => string;
   /** Seconds of clock skew tolerated on client assertions. */
   clockSkewSeconds: number;
+  /** The simulator's clock (ms); tests drive FIC propagation with it instead of waiting. */
+  now: () => number;
+  /** The code for "issuer and subject match, audience does not": 70021 (verbatim-documented) or 7002121. */
+  audienceMismatchCode?: 70021 | 7002121;
 }
 
 interface TokenError {
@@ -168,7 +172,7 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
     appidacr: string;
   }): Promise<{ token: string; expiresIn: number }> {
     const expiresIn = 3599;
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(opts.now() / 1000);
     const token = await new SignJWT({
       aud: claims.aud,
       iss: stsIssuer(),
@@ -223,6 +227,7 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
       jwtVerify(assertion, createLocalJWKSet(set), {
         algorithms: ["RS256"],
         clockTolerance: opts.clockSkewSeconds,
+        currentDate: new Date(opts.now()),
         requiredClaims: ["exp", "iss", "sub", "aud"],
       });
     try {
@@ -243,7 +248,7 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
         return fail400(
           "invalid_client",
           700024,
-          `Client assertion is not within its valid time range. Current time: ${new Date().toISOString()}, assertion valid from ${iso(claims.nbf ?? claims.iat)}, expiry time of assertion ${iso(claims.exp)}. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .`,
+          `Client assertion is not within its valid time range. Current time: ${new Date(opts.now()).toISOString()}, assertion valid from ${iso(claims.nbf ?? claims.iat)}, expiry time of assertion ${iso(claims.exp)}. Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .`,
         );
       }
       if (e instanceof joseErrors.JWTClaimValidationFailed) {
@@ -274,7 +279,7 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
     }
     // The bot's own app (workload identity for the bot itself) or an app the bot created (a pipeline's login).
     const own = clientId === opts.bot.clientId;
-    let ready: FicLike[];
+    let ready: FederatedCredentialView[];
     let oid: string;
     if (own) {
       ready = opts.bot.federatedCredentials ?? [];
@@ -304,27 +309,28 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
         );
       }
       // A FIC that was just written is not yet usable (propagation), as in Entra.
-      const now = Date.now();
+      const now = opts.now();
       ready = app.fics.filter((f) => now - f.createdAtMs >= opts.faults.ficPropagationDelayMs);
       oid = sp.id;
     }
     const iss = typeof unverified.iss === "string" ? unverified.iss : "";
+    const judge = (claims: JWTPayload) =>
+      judgeAssertion(
+        { ...claims, iss: String(claims.iss ?? ""), sub: String(claims.sub ?? ""), aud: audOf(claims) },
+        ready,
+        {
+          audienceMismatchCode: opts.audienceMismatchCode,
+        },
+      );
     // Entra only trusts (and only fetches keys from) issuers that one of the app's credentials names.
     if (!ready.some((f) => f.issuer === iss)) {
-      const mismatch = matchAssertion(
-        { iss, sub: String(unverified.sub ?? ""), aud: audOf(unverified) },
-        ready,
-      );
-      return ficFailure(mismatch.ok ? "AADSTS700211" : mismatch.code, mismatch.ok ? "" : mismatch.message);
+      const verdict = judge(unverified);
+      if (!verdict.accepted) return federationFailure(verdict);
     }
     const verified = await verifyAssertion(assertion, iss);
     if (!verified.ok) return verified.err;
-    const { payload } = verified;
-    const result = matchAssertion(
-      { ...payload, iss: String(payload.iss), sub: String(payload.sub), aud: audOf(payload) },
-      ready,
-    );
-    if (!result.ok) return ficFailure(result.code, result.message);
+    const verdict = judge(verified.payload);
+    if (!verdict.accepted) return federationFailure(verdict);
     // Federated tokens say appidacr 2 (client assertion); the bot's own carry its application permissions.
     return accessToken({
       aud: resource,
@@ -335,16 +341,9 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
     });
   }
 
-  function ficFailure(code: string, message: string): TokenError {
-    const numeric = Number(code.replace("AADSTS", ""));
-    // 70021 is answered as invalid_request (fixture token-error-aadsts70021.json); the narrower 7002xx codes
-    // as invalid_client (fixture token-error-aadsts700211.json). Both are HTTP 400.
-    return {
-      status: 400,
-      error: numeric === 70021 ? "invalid_request" : "invalid_client",
-      code: numeric,
-      description: `${message} ${ENTRA_FEDERATION_DOC}`,
-    };
+  /** HTTP 400 with Entra's error (70021 as invalid_request, the narrower codes as invalid_client). */
+  function federationFailure(v: { code: number; error: string; text: string }): TokenError {
+    return { status: 400, error: v.error, code: v.code, description: v.text };
   }
 
   const unknownClient = (clientId: string) =>
@@ -449,8 +448,13 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
       if (!tokenText) return { ok: false, message: "Access token is empty." };
       let payload: JWTPayload;
       try {
-        payload = (await jwtVerify(tokenText, localKeys, { algorithms: ["RS256"], issuer: stsIssuer() }))
-          .payload;
+        payload = (
+          await jwtVerify(tokenText, localKeys, {
+            algorithms: ["RS256"],
+            issuer: stsIssuer(),
+            currentDate: new Date(opts.now()),
+          })
+        ).payload;
       } catch (e) {
         if (e instanceof joseErrors.JWTExpired)
           return { ok: false, message: "Lifetime validation failed, the token is expired." };

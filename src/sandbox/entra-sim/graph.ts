@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { parseClaimsExpression } from "../../entra/fic-match.ts";
 import {
   BACKING_APPLICATION_NOT_LOCAL,
   GRAPH_JSON,
@@ -11,6 +10,7 @@ import {
   NOT_FOUND,
 } from "./envelope.ts";
 import type { SimFaults } from "./faults.ts";
+import { parseFlexibleExpression } from "./flexible-expression.ts";
 import { applyQuery, select } from "./odata.ts";
 import {
   findAppByAppId,
@@ -357,7 +357,7 @@ function validateFic(fic: Omit<SimFic, "id" | "createdAtMs">, version: GraphRequ
   const expression = fic.claimsMatchingExpression;
   if (version === "beta" && expression) {
     if (fic.subject !== null) throw INVALID_VALUE("subject", FIC);
-    if (expression.languageVersion !== 1 || !parseClaimsExpression(expression.value)) {
+    if (expression.languageVersion !== 1 || !parseFlexibleExpression(expression.value)) {
       throw INVALID_VALUE("claimsMatchingExpression", FIC);
     }
     return;
