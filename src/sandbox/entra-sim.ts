@@ -91,6 +91,8 @@ export interface EntraSimulator {
     throttled(): number;
     reset(): void;
   };
+  /** Every access token the login authority issued, oldest first: the bot's Graph tokens and pipelines' tokens. */
+  issuedTokens: Array<{ token: string; appId: string; federated: boolean }>;
   /** Federated token exchange, in-process convenience that calls the real HTTP endpoint. */
   exchange(opts: {
     clientId: string;
@@ -166,6 +168,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   seedBot();
   const rejectWildcardLanguage = opts.rejectWildcardAcceptLanguage ?? true;
   const clock = opts.now ?? (() => Date.now());
+  const issuedTokens: EntraSimulator["issuedTokens"] = [];
   let url = "";
 
   const authority = await createAuthority({
@@ -178,6 +181,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     clockSkewSeconds: opts.clockSkewSeconds ?? 0,
     now: clock,
     audienceMismatchCode: opts.audienceMismatchCode,
+    onIssued: (t) => issuedTokens.push(t),
   });
   const env: GraphEnv = { state, faults, tenantId: opts.tenantId, baseUrl: () => url, now: clock };
 
@@ -523,6 +527,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     state,
     faults,
     stats,
+    issuedTokens,
     async exchange({ clientId, assertion, scope }) {
       const res = await fetch(`${url}/${opts.tenantId}/oauth2/v2.0/token`, {
         method: "POST",

@@ -51,10 +51,11 @@ async function exchange(projectId: number, appId: string) {
 }
 
 describe("who may get an identity", () => {
+  // Shared, read-only set-up: the tests below only try (and fail) to change it.
   let projectId = 0;
   let iid = 0;
 
-  it("setup: a project with its onboarding issue", async () => {
+  beforeAll(async () => {
     const { project } = await stack.driver.createProject("secure/payments", {
       members: { [alice.id]: 40, [dave.id]: 30, [rita.id]: 20 },
     });
@@ -124,30 +125,35 @@ describe("who may get an identity", () => {
   });
 
   it("path reuse: a new project at a destroyed project's path cannot use the old identity", async () => {
-    const oldApps = appsOf(projectId).map((a) => a.appId);
-    expect((await exchange(projectId, oldApps[0] as string)).status).toBe(200);
-    expect((await stack.driver.deleteProject(projectId)).status).toBe(202);
+    const { project: old } = await stack.driver.createProject("secure/reused", {
+      members: { [alice.id]: 40 },
+    });
+    await settled(stack);
+    const oldApps = appsOf(old.id).map((a) => a.appId);
+    expect(oldApps).toHaveLength(2);
+    expect((await exchange(old.id, oldApps[0] as string)).status).toBe(200);
+    expect((await stack.driver.deleteProject(old.id)).status).toBe(202);
     await settled(stack);
     // Retired: kept for the audit trail, without a single credential, and disabled.
-    expect(appsOf(projectId)).toHaveLength(2);
-    for (const app of appsOf(projectId)) {
+    expect(appsOf(old.id)).toHaveLength(2);
+    for (const app of appsOf(old.id)) {
       expect(app.fics).toHaveLength(0);
       const sp = [...stack.entra.state.servicePrincipals.values()].find((x) => x.appId === app.appId);
       expect(sp?.accountEnabled).toBe(false);
     }
 
-    const { project: reborn } = await stack.driver.createProject("secure/payments", {
+    const { project: reborn } = await stack.driver.createProject("secure/reused", {
       members: { [eve.id]: 40 },
     });
-    expect(reborn.id).not.toBe(projectId);
+    expect(reborn.id).not.toBe(old.id);
     await settled(stack);
     for (const appId of oldApps) {
       const res = await exchange(reborn.id, appId);
       expect(res.status).not.toBe(200);
       // Never reused for the newcomer: still the old project's, still without credentials.
-      const old = [...stack.entra.state.applications.values()].find((a) => a.appId === appId);
-      expect(old?.tags).toContain(`gitlab-project:${projectId}`);
-      expect(old?.fics).toHaveLength(0);
+      const retired = [...stack.entra.state.applications.values()].find((a) => a.appId === appId);
+      expect(retired?.tags).toContain(`gitlab-project:${old.id}`);
+      expect(retired?.fics).toHaveLength(0);
     }
     const fresh = appsOf(reborn.id);
     expect(fresh).toHaveLength(2);
@@ -198,14 +204,25 @@ describe("no secret leaks", () => {
     });
     errorBodies.push(await admin.text());
     expect(admin.status).toBe(401);
+    // Failures on both sides while the bot holds its tokens: a Graph 500 and 401, a GitLab 500 on a write.
     stack.entra.faults.failNext(1, 500);
+    stack.entra.faults.failNext(1, 401, { pathIncludes: "/servicePrincipals" });
+    stack.gitlab.faults.failNext(1, 500, { method: "POST", pathIncludes: "/variables" });
     const { project } = await stack.driver.createProject("secure/leaks", { members: { [alice.id]: 40 } });
     await stack.driver.deploy(project.id, "review/feature-x", { user: alice.id });
     await settled(stack);
-    const app = appsOf(project.id).find((a) => a.tags.includes("gitlab-env:production"));
-    expect(app).toBeTruthy();
-    if (app) expect((await exchange(project.id, app.appId)).status).toBe(200);
+    for (const env of ["production", "staging"]) {
+      const app = appsOf(project.id).find((a) => a.tags.includes(`gitlab-env:${env}`));
+      expect(app, env).toBeTruthy();
+      if (app) expect((await exchange(project.id, app.appId)).status).toBe(200);
+    }
+    const failed = await failures(stack);
 
+    // The bot's own Graph bearer tokens (client-credentials tokens the Entra simulator issued to its client id).
+    const botGraphTokens = stack.entra.issuedTokens
+      .filter((t) => t.appId === SANDBOX.botClientId && !t.federated)
+      .map((t) => t.token);
+    expect(botGraphTokens.length).toBeGreaterThanOrEqual(1);
     const secrets = [
       stack.secrets.webhook,
       stack.secrets.gitlabToken,
@@ -213,14 +230,18 @@ describe("no secret leaks", () => {
       stack.secrets.adminToken,
       stack.secrets.viewerToken,
       wrongToken,
+      ...botGraphTokens,
       ...issued,
     ];
     expect(issued.length).toBeGreaterThanOrEqual(4);
+    // The GitLab simulator saw the token and the 500: the scan below would find it if the bot echoed it.
+    expect(stack.gitlab.stats.log.some((r) => r.status === 500)).toBe(true);
+    expect(stack.entra.stats.requests.some((r) => r.status === 401)).toBe(true);
     const places = {
       logs: logLines.join(""),
       redis: await redisDump(stack.config.queuePrefix),
       gitlab: JSON.stringify(stack.gitlab.state.projects),
-      errorBodies: errorBodies.join("\n"),
+      errorBodies: [...errorBodies, ...failed].join("\n"),
     };
     expect(places.logs.length).toBeGreaterThan(1000);
     expect(places.redis).toContain("audit");
@@ -232,7 +253,7 @@ describe("no secret leaks", () => {
       }
     }
     console.info(
-      `[reliability] secret scan: ${secrets.length} secrets x ${logLines.length} log lines, ${places.redis.length} bytes of Redis, ${places.gitlab.length} bytes of GitLab state, ${errorBodies.length} error bodies: 0 found`,
+      `[reliability] secret scan: ${secrets.length} secrets (${botGraphTokens.length} bot Graph tokens) x ${logLines.length} log lines, ${places.redis.length} bytes of Redis, ${places.gitlab.length} bytes of GitLab state, ${errorBodies.length} error bodies: 0 found`,
     );
   });
 });

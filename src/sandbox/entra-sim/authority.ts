@@ -52,6 +52,8 @@ export interface AuthorityOptions {
   now: () => number;
   /** The code for "issuer and subject match, audience does not": 70021 (verbatim-documented) or 7002121. */
   audienceMismatchCode?: 70021 | 7002121;
+  /** Told of every access token issued (tests look for them where they must never appear). */
+  onIssued?: (issued: { token: string; appId: string; federated: boolean }) => void;
 }
 
 interface TokenError {
@@ -192,6 +194,7 @@ export async function createAuthority(opts: AuthorityOptions): Promise<Authority
     })
       .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
       .sign(privateKey);
+    opts.onIssued?.({ token, appId: claims.appid, federated: claims.appidacr === "2" });
     return { token, expiresIn };
   }
 
