@@ -74,6 +74,12 @@ export interface SimRequestRecord {
   kind: "graph" | "batch" | "batch-item" | "login";
   /** Query parameters of a plain Graph call, decoded (e.g. `$filter`), to pin request shapes in tests. */
   query?: Record<string, string>;
+  /** Query string as sent (without "?"), e.g. `$filter=...&$select=id` ("" when none). */
+  queryString: string;
+  /** Parsed JSON body (graph, batch, batch-item); undefined when none. Login form bodies are not kept. */
+  body?: unknown;
+  /** Request headers the contract cares about (lower-cased): prefer, content-type. */
+  headers: Record<string, string>;
 }
 
 export interface EntraSimulator {
@@ -247,7 +253,14 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       return next();
     }
     await next();
-    record({ method: c.req.method, path: c.req.path, status: c.res.status, kind: "login" });
+    record({
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      kind: "login",
+      queryString: new URL(c.req.url).search.replace(/^\?/, ""),
+      headers: {},
+    });
   });
   authority.mount(app);
 
@@ -315,6 +328,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       path = rawPath;
     }
     const isBatch = path === "/$batch";
+    const sent = await c.req.raw.clone().text();
     const res = await respondGraph(c, version, path, ids, isBatch);
     const query = Object.fromEntries(new URL(c.req.url).searchParams);
     record({
@@ -323,6 +337,9 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       status: res.status,
       kind: isBatch ? "batch" : "graph",
       ...(Object.keys(query).length ? { query } : {}),
+      queryString: new URL(c.req.url).search.replace(/^\?/, ""),
+      body: jsonOrText(sent),
+      headers: pickHeaders(c.req.raw.headers),
     });
     const headers = new Headers(res.headers);
     headers.set("request-id", requestId);
@@ -441,12 +458,16 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     try {
       const responses = await runBatch(items, async (item) => {
         const res = await executeItem(version, item, caller, ids);
-        const [itemPath] = relativeUrl(item.url);
+        const [itemPath, itemQuery] = relativeUrl(item.url);
         record({
           method: item.method.toUpperCase(),
           path: `/${version}${itemPath}`,
           status: res.status,
           kind: "batch-item",
+          ...(itemQuery.size ? { query: Object.fromEntries(itemQuery) } : {}),
+          queryString: itemQuery.toString(),
+          body: item.body,
+          headers: pickHeaders(new Headers(item.headers ?? {})),
         });
         return res;
       });
@@ -546,4 +567,23 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     reset,
     close: listener.close,
   };
+}
+
+/** A request body as the contract sees it: JSON when it parses, else the text; undefined when empty. */
+function jsonOrText(text: string): unknown {
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function pickHeaders(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ["prefer", "content-type"]) {
+    const value = headers.get(name);
+    if (value !== null) out[name] = value;
+  }
+  return out;
 }

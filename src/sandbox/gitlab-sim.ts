@@ -105,6 +105,10 @@ export interface SimRequestLog {
   /** Path after /api/v4, without query string. */
   path: string;
   status: number;
+  /** Query string as sent (without "?"; "" when none). */
+  query: string;
+  /** The body: parsed JSON, form fields, or text; undefined when none. */
+  body?: unknown;
 }
 
 export interface GitLabSimStats {
@@ -429,8 +433,10 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     const method = c.req.method;
     stats.requests += 1;
     if (method !== "GET" && method !== "HEAD") stats.writes += 1;
+    const query = new URL(c.req.url).search.replace(/^\?/, "");
+    const sent = method === "GET" || method === "HEAD" ? "" : await c.req.raw.clone().text();
     const record = (status: number) => {
-      stats.log.push({ method, path, status });
+      stats.log.push({ method, path, status, query, body: requestBody(sent, c.req.header("content-type")) });
       if (stats.log.length > 1000) stats.log.shift();
     };
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
@@ -681,4 +687,17 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     ...handle,
     close: listener.close,
   };
+}
+
+/** What a request carried, as the contract tests compare it: JSON, form fields, or text. */
+function requestBody(text: string, contentType: string | undefined): unknown {
+  if (text === "") return undefined;
+  if (contentType?.includes("application/x-www-form-urlencoded")) {
+    return Object.fromEntries(new URLSearchParams(text));
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }
