@@ -17,19 +17,29 @@ export interface RedisPacerOptions {
   ratePerSecond: number;
   /** Writes allowed back to back after a quiet spell. Default: one second's worth (at least 1). */
   burst?: number;
+  /**
+   * Clock in ms for the bucket instead of Redis's TIME, and the wait; for tests that step time rather than
+   * race it. Production leaves both unset: every process then shares Redis's clock.
+   */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /**
  * Refill by elapsed time, take one token, return how long the caller must wait (ms) for it. Tokens may go
  * negative: a caller reserves a future slot and sleeps until it, so waiting callers are served in arrival
  * order and nobody polls. The clock is Redis's own (TIME), the same for every process.
- * KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst. Returns wait in ms (0 = go now).
+ * KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst; ARGV[3] optional clock in µs (tests).
+ * Returns wait in ms (0 = go now).
  */
 const TAKE = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(ARGV[3])
+if now == nil then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local s = redis.call("HMGET", KEYS[1], "tokens", "at")
 local tokens = tonumber(s[1])
 local at = tonumber(s[2])
@@ -52,7 +62,7 @@ return math.ceil(-tokens * 1000 / rate)
 const COMMAND = "gebGraphPacerTake";
 
 type WithTake = Redis & {
-  [COMMAND](key: string, rate: string, burst: string): Promise<number>;
+  [COMMAND](key: string, rate: string, burst: string, nowMicros?: string): Promise<number>;
 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -65,10 +75,16 @@ export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPa
   // defineCommand caches the script by SHA (EVALSHA, falling back to EVAL once per connection).
   if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: TAKE });
   const r = redis as WithTake;
+  const wait = opts.sleep ?? sleep;
+  const clock = opts.now;
   return {
     async acquire() {
-      const waitMs = Number(await r[COMMAND](opts.key, rate, burst));
-      if (waitMs > 0) await sleep(waitMs);
+      const waitMs = Number(
+        clock
+          ? await r[COMMAND](opts.key, rate, burst, String(Math.round(clock() * 1000)))
+          : await r[COMMAND](opts.key, rate, burst),
+      );
+      if (waitMs > 0) await wait(waitMs);
     },
   };
 }

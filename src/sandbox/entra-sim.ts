@@ -80,6 +80,15 @@ export interface SimRequestRecord {
   body?: unknown;
   /** Request headers the contract cares about (lower-cased): prefer, content-type. */
   headers: Record<string, string>;
+  /** The simulator's clock when the answer was ready (ms). */
+  at: number;
+}
+
+export interface HeldRequests {
+  /** Resolves when the first matching Graph request has arrived (and is being held). */
+  reached: Promise<void>;
+  /** Lets the held requests (and later ones) through. */
+  release(): void;
 }
 
 export interface EntraSimulator {
@@ -97,6 +106,11 @@ export interface EntraSimulator {
     throttled(): number;
     reset(): void;
   };
+  /**
+   * Holds matching Graph requests (before they touch the directory) until released: tests stop a worker in the
+   * middle of a job by waiting for `reached` instead of racing a timer.
+   */
+  hold(match: { method?: string; pathIncludes?: string }): HeldRequests;
   /** Every access token the login authority issued, oldest first: the bot's Graph tokens and pipelines' tokens. */
   issuedTokens: Array<{ token: string; appId: string; federated: boolean }>;
   /** Federated token exchange, in-process convenience that calls the real HTTP endpoint. */
@@ -175,6 +189,22 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   const rejectWildcardLanguage = opts.rejectWildcardAcceptLanguage ?? true;
   const clock = opts.now ?? (() => Date.now());
   const issuedTokens: EntraSimulator["issuedTokens"] = [];
+  const holds: Array<{ method?: string; pathIncludes?: string; gate: Promise<void>; arrived: () => void }> =
+    [];
+  function hold(match: { method?: string; pathIncludes?: string }): HeldRequests {
+    const reached = Promise.withResolvers<void>();
+    const gate = Promise.withResolvers<void>();
+    const entry = { ...match, gate: gate.promise, arrived: () => reached.resolve() };
+    holds.push(entry);
+    return {
+      reached: reached.promise,
+      release() {
+        const i = holds.indexOf(entry);
+        if (i >= 0) holds.splice(i, 1);
+        gate.resolve();
+      },
+    };
+  }
   let url = "";
 
   const authority = await createAuthority({
@@ -260,6 +290,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       kind: "login",
       queryString: new URL(c.req.url).search.replace(/^\?/, ""),
       headers: {},
+      at: clock(),
     });
   });
   authority.mount(app);
@@ -340,6 +371,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       queryString: new URL(c.req.url).search.replace(/^\?/, ""),
       body: jsonOrText(sent),
       headers: pickHeaders(c.req.raw.headers),
+      at: clock(),
     });
     const headers = new Headers(res.headers);
     headers.set("request-id", requestId);
@@ -358,6 +390,12 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
   ): Promise<GraphResponse> {
     const now = Date.now();
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    for (const h of holds) {
+      if ((!h.method || h.method === c.req.method) && (!h.pathIncludes || path.includes(h.pathIncludes))) {
+        h.arrived();
+        await h.gate;
+      }
+    }
     if (faults.down) {
       return graphErrorResponse(
         {
@@ -468,6 +506,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
           queryString: itemQuery.toString(),
           body: item.body,
           headers: pickHeaders(new Headers(item.headers ?? {})),
+          at: clock(),
         });
         return res;
       });
@@ -549,6 +588,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
     faults,
     stats,
     issuedTokens,
+    hold,
     async exchange({ clientId, assertion, scope }) {
       const res = await fetch(`${url}/${opts.tenantId}/oauth2/v2.0/token`, {
         method: "POST",

@@ -26,7 +26,13 @@ export async function testRedisServer(): Promise<TestRedis> {
     port,
     dir,
     async start() {
-      server = await spawnRedisServer({ port, dir, appendonly: true });
+      // fsync every write: a kill right after a write must not lose it (no waiting for the 1 s fsync tick).
+      server = await spawnRedisServer({
+        port,
+        dir,
+        appendonly: true,
+        extraArgs: ["--appendfsync", "always"],
+      });
     },
     async kill() {
       await server?.stop("SIGKILL");

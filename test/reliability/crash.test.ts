@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logging.ts";
 import { createGitLabDriver, type GitLabDriver } from "../../src/sandbox/gitlab-driver.ts";
 import type { SimProject } from "../../src/sandbox/gitlab-sim/state.ts";
@@ -6,7 +6,7 @@ import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { type Service, startService } from "../../src/service.ts";
 import { idle, testStack } from "../helpers/stack.ts";
-import { type BotProcess, botEnv, killAllBots, startBot } from "./bot-process.ts";
+import { botEnv, killAllBots, startBot, waitForLog } from "./bot-process.ts";
 
 /**
  * Real processes: the workers run as `node src/main.ts --role=worker` children and are killed with SIGKILL
@@ -51,14 +51,6 @@ const subjects = (projectId: number, env: string) =>
   (appFor(projectId, env)?.fics ?? []).map((f) => f.subject).sort();
 const queues = () => [api.queues.events, api.queues.reports];
 
-async function waitFor(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 function expectComplete(projectId: number, path: string) {
   expect(appsOf(projectId)).toHaveLength(2);
   expect(subjects(projectId, "production")).toEqual([`project_path:${path}:ref_type:branch:ref:main`]);
@@ -69,27 +61,32 @@ function expectComplete(projectId: number, path: string) {
 }
 
 describe("a worker process dies", () => {
-  let second: BotProcess | undefined;
+  afterEach(async () => {
+    await killAllBots();
+  });
 
   it("SIGKILL after the app and before its FICs: stalled-job recovery finishes the job, one app per env", async () => {
-    stack.entra.faults.latencyMs = 120;
     const first = await startBot("worker", botEnv(stack, FAST));
     const path = "crash/payments";
+    // The worker's first FIC write is held at the simulator: the kill lands between the app and its FICs,
+    // whatever the machine's load (no timer races the worker).
+    const held = stack.entra.hold({ method: "PATCH", pathIncludes: "/federatedIdentityCredentials" });
     const { project, delivery } = await driver.createProject(path, { members: { [alice.id]: 40 } });
     expect(delivery.status).toBe(202);
 
-    // Kill the moment the first application exists: its FICs are written by later Graph calls.
-    await waitFor(() => appsOf(project.id).length > 0, "the first application");
+    await held.reached;
     await first.kill("SIGKILL");
+    // The held request's client is gone; letting it through would apply a write nobody waits for, as a real
+    // in-flight request may. Release only after the kill, then check the state at the kill.
     const ficsAtKill = appsOf(project.id).reduce((n, a) => n + a.fics.length, 0);
     expect(appsOf(project.id).length).toBeLessThan(2);
     expect(ficsAtKill).toBe(0);
-    const [active] = await Promise.all([api.queues.events.getActiveCount()]);
-    expect(active).toBe(1); // the job is orphaned in "active" with nobody working on it
+    expect(await api.queues.events.getActiveCount()).toBe(1); // orphaned in "active", nobody working on it
+    held.release();
 
     const restarted = Date.now();
-    second = await startBot("worker", botEnv(stack, FAST));
-    await idle(queues(), 20_000);
+    await startBot("worker", botEnv(stack, FAST));
+    await idle(queues(), 25_000);
     const recoveredMs = Date.now() - restarted;
 
     expectComplete(project.id, path);
@@ -106,17 +103,22 @@ describe("a worker process dies", () => {
   });
 
   it("SIGTERM during load: running jobs finish, none is left active or half done, the rest wait for the next worker", async () => {
-    if (!second) throw new Error("needs the worker of the previous test");
-    stack.entra.faults.latencyMs = 60;
+    const worker = await startBot("worker", botEnv(stack, FAST));
     const paths = Array.from({ length: 6 }, (_, i) => `drain/app-${i}`);
+    // Jobs are in flight when SIGTERM arrives: their FIC writes wait at the simulator until the signal is sent.
+    const held = stack.entra.hold({ method: "PATCH", pathIncludes: "/federatedIdentityCredentials" });
     const projects: SimProject[] = [];
     for (const p of paths) {
       const { project, delivery } = await driver.createProject(p, { members: { [dave.id]: 40 } });
       expect(delivery.status).toBe(202);
       projects.push(project);
     }
-    await waitFor(() => projects.some((p) => appsOf(p.id).length > 0), "work in flight");
-    const code = await second.kill("SIGTERM");
+    await held.reached;
+    const stopping = worker.kill("SIGTERM");
+    // Wait for the worker to stop taking jobs (it logs so) before letting the running ones finish.
+    await waitForLog(worker, (l) => String(l.msg).startsWith("shutting down"));
+    held.release();
+    const code = await stopping;
     expect(code).toBe(0);
 
     expect(await api.queues.events.getActiveCount()).toBe(0);
@@ -130,9 +132,8 @@ describe("a worker process dies", () => {
     }
     expect(finished).toBeGreaterThan(0);
 
-    stack.entra.faults.latencyMs = 0;
     await startBot("worker", botEnv(stack, FAST));
-    await idle(queues(), 20_000);
+    await idle(queues(), 25_000);
     for (const [i, p] of projects.entries()) expectComplete(p.id, paths[i] as string);
     expect(await api.queues.events.getFailedCount()).toBe(0);
     console.info(

@@ -1,4 +1,5 @@
-import { afterAll, describe, expect, it } from "vitest";
+import type { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import { type TestRedis, testRedisServer } from "../helpers/redis-server.ts";
@@ -26,7 +27,11 @@ function expectOnboarded(stack: SandboxStack, projectId: number) {
   expect(apps.reduce((n, a) => n + a.fics.length, 0)).toBe(3);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Polls `probe` until it holds: waits for an event (a job state), never for a fixed time. */
+async function until(what: string, probe: () => Promise<boolean>): Promise<void> {
+  await expect.poll(probe, { timeout: 25_000, interval: 20, message: `waiting for ${what}` }).toBe(true);
+}
+const delayed = (q: Queue) => q.getDelayedCount();
 
 describe("Redis restarted with jobs waiting and delayed", () => {
   it("the api answers 503 while Redis is down; after it comes back every job completes", async () => {
@@ -47,8 +52,7 @@ describe("Redis restarted with jobs waiting and delayed", () => {
       expect(delivery.status).toBe(202);
       delayedIds.push(project.id);
     }
-    for (let i = 0; i < 200 && (await events.getDelayedCount()) < 2; i++) await sleep(20);
-    expect(await events.getDelayedCount()).toBe(2);
+    await until("both jobs to wait for their backoff", async () => (await delayed(events)) === 2);
 
     // Waiting: the workers are paused, so these stay in the wait list.
     const workers = stack.service.workers?.workers ?? [];
@@ -60,7 +64,7 @@ describe("Redis restarted with jobs waiting and delayed", () => {
       waitingIds.push(project.id);
     }
     expect(await events.getWaitingCount()).toBe(3);
-    await sleep(1_200); // AOF is fsynced every second
+    // The private Redis fsyncs every write (appendfsync always), so the kill below loses nothing.
 
     await redis.kill();
     const whileDown = await stack.driver.createProject("redis/while-down", { members: { [alice.id]: 40 } });
@@ -91,18 +95,33 @@ describe("Redis restarted with jobs waiting and delayed", () => {
 });
 
 describe("Graph and GitLab outages", () => {
+  // One stack for the three cases; each starts from idle queues and resets what it counts.
   let stack: SandboxStack;
-
-  it("Graph answers 503 for a while, then recovers: jobs retry with backoff and complete", async () => {
+  beforeAll(async () => {
     stack = await testStack("graph-outage", { env: { JOB_BACKOFF_MS: "150" } });
     stacks.push(stack);
+  });
+  const fresh = async () => {
+    await settled(stack);
+    for (const q of stack.service.queues.all()) await q.clean(0, 10_000, "completed");
+    stack.entra.stats.reset();
+    stack.gitlab.stats.reset();
+  };
+
+  it("Graph answers 503 for a while, then recovers: jobs retry with backoff and complete", async () => {
+    await fresh();
     stack.entra.faults.down = true;
     const ids: number[] = [];
     for (const p of ["outage/a", "outage/b", "outage/c"]) {
       const { project } = await stack.driver.createProject(p, { members: { [alice.id]: 40 } });
       ids.push(project.id);
     }
-    await sleep(1_500);
+    // The outage lasts until every job has failed at least once and waits for its backoff.
+    const events = stack.service.queues.events;
+    await until("every job to fail once on the outage", async () => {
+      const jobs = await events.getJobs(["delayed", "waiting", "active", "completed"]);
+      return jobs.length === 3 && jobs.every((j) => j.attemptsMade >= 1);
+    });
     stack.entra.faults.down = false;
     await settled(stack);
     expect(await failures(stack)).toEqual([]);
@@ -112,13 +131,12 @@ describe("Graph and GitLab outages", () => {
     expect(Math.min(...attempts)).toBeGreaterThanOrEqual(2);
     const unavailable = stack.entra.stats.requests.filter((r) => r.status === 503).length;
     console.info(
-      `[reliability] Graph 503 for 1.5 s: ${unavailable} calls refused, ${ids.length}/${ids.length} jobs completed after ${attempts.join("/")} attempts`,
+      `[reliability] Graph 503 until every job had failed once: ${unavailable} calls refused, ${ids.length}/${ids.length} jobs completed after ${attempts.join("/")} attempts`,
     );
   });
 
   it("a 429 storm with Retry-After: nothing fails and no attempt is burnt", async () => {
-    await stack.service.queues.events.clean(0, 1000, "completed");
-    stack.entra.stats.reset();
+    await fresh();
     stack.entra.faults.failNext(40, 429, { retryAfterSeconds: 0.2 });
     const ids: number[] = [];
     for (const p of ["storm/a", "storm/b", "storm/c", "storm/d"]) {
@@ -142,16 +160,18 @@ describe("Graph and GitLab outages", () => {
   });
 
   it("GitLab API down while reporting: the report retries, Entra work is not redone", async () => {
-    stack.entra.stats.reset();
+    await fresh();
     // GitLab fails every call the report makes (it starts with the CI variables); the events job's read of the
     // project, which must succeed before any Entra write, is answered.
     stack.gitlab.faults.failNext(100_000, 503, { pathIncludes: "/variables" });
     const { project } = await stack.driver.createProject("gitlab-down/app", { members: { [alice.id]: 40 } });
-    for (let i = 0; i < 200 && (await stack.service.queues.reports.getDelayedCount()) === 0; i++)
-      await sleep(20);
-    expect(await stack.service.queues.reports.getDelayedCount()).toBe(1);
+    const reports = stack.service.queues.reports;
+    await until("the report to wait for its backoff", async () => (await delayed(reports)) === 1);
     const writesBefore = stack.entra.stats.writes();
-    await sleep(600);
+    // Let the report fail more than once while GitLab is down (an event: its attempt count), then recover.
+    await until("a second failed report attempt", async () =>
+      (await reports.getJobs(["delayed", "waiting", "active"])).some((j) => j.attemptsMade >= 2),
+    );
     stack.gitlab.faults.clear();
     await settled(stack);
     expect(await failures(stack)).toEqual([]);
