@@ -88,7 +88,9 @@ describe("AuditLog", () => {
   it("filters by since, given as ISO time or as a stream id (inclusive)", async () => {
     const log = newLog("since");
     const first = await log.append(rec(1));
-    await new Promise((r) => setTimeout(r, 5));
+    // The next entry must fall in a later millisecond than the first (stream ids are <ms>-<seq>).
+    const firstMs = Number(first.split("-")[0]);
+    while (Date.now() <= firstMs) await new Promise((r) => setImmediate(r));
     const second = await log.append(rec(1));
     const third = await log.append(rec(1));
     const byId = await log.query({ since: second });

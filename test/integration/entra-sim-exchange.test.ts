@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { ClientSecretCredential } from "@azure/identity";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -22,6 +21,8 @@ const SUBJECT = "project_path:my-group/my-project:ref_type:branch:ref:main";
 
 let sim: EntraSimulator;
 let gitlab: OidcIssuerServer;
+/** The simulator's clock: real time unless a test freezes and steps it. */
+const clock: { frozen: number | undefined } = { frozen: undefined };
 let botToken: string;
 let app: { id: string; appId: string };
 let spId: string;
@@ -52,7 +53,7 @@ const mint = (overrides: Partial<MintOptions> = {}) =>
   });
 
 beforeAll(async () => {
-  sim = await startEntraSimulator({ tenantId: TENANT, bot: BOT });
+  sim = await startEntraSimulator({ tenantId: TENANT, bot: BOT, now: () => clock.frozen ?? Date.now() });
   gitlab = await startOidcIssuerServer();
   const cred = new ClientSecretCredential(TENANT, BOT.clientId, BOT.clientSecret, {
     authorityHost: sim.url,
@@ -65,6 +66,7 @@ afterAll(async () => {
   await gitlab.close();
 });
 beforeEach(async () => {
+  clock.frozen = undefined;
   sim.reset();
   app = (await graph("POST", "/v1.0/applications", { displayName: "gitlab-20-production" })).body;
   spId = (await graph("POST", "/v1.0/servicePrincipals", { appId: app.appId })).body.id;
@@ -252,7 +254,9 @@ describe("federated token exchange with a GitLab-shaped ID token", () => {
   });
 
   it("a new FIC is not usable during ficPropagationDelayMs, then works", async () => {
-    sim.faults.ficPropagationDelayMs = 200;
+    // Stepped clock; a delay far longer than the time since beforeEach wrote the main credential.
+    clock.frozen = Date.now();
+    sim.faults.ficPropagationDelayMs = 60_000;
     await graph(
       "PATCH",
       `/v1.0/applications/${app.id}/federatedIdentityCredentials(name='gitlab-branch-develop')`,
@@ -267,11 +271,10 @@ describe("federated token exchange with a GitLab-shaped ID token", () => {
     const first = await sim.exchange({ clientId: app.appId, assertion });
     // Both credentials are younger than the delay, so none for this issuer is usable yet.
     expectTokenError(first, 400, "invalid_client", 700211);
-    let status = first.status;
-    for (let i = 0; i < 100 && status !== 200; i++) {
-      await sleep(20);
-      status = (await sim.exchange({ clientId: app.appId, assertion })).status;
-    }
-    expect(status).toBe(200);
+    // Just before the new one is usable, the older main credential is: the issuer is known, the subject not.
+    clock.frozen += 59_999;
+    expectTokenError(await sim.exchange({ clientId: app.appId, assertion }), 400, "invalid_client", 700213);
+    clock.frozen += 1;
+    expect((await sim.exchange({ clientId: app.appId, assertion })).status).toBe(200);
   });
 });

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { ClientSecretCredential } from "@azure/identity";
 import { Client, RetryHandlerOptions } from "@microsoft/microsoft-graph-client";
 import { TokenCredentialAuthenticationProvider } from "@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js";
@@ -16,9 +15,16 @@ const fixture = (name: string) => fixtureJson(`graph/${name}`);
 
 let sim: EntraSimulator;
 let token: string;
+/** The simulator's clock: real time unless a test freezes and steps it. */
+const clock: { frozen: number | undefined } = { frozen: undefined };
 
 beforeAll(async () => {
-  sim = await startEntraSimulator({ tenantId: TENANT, bot: BOT, groups: [GROUP] });
+  sim = await startEntraSimulator({
+    tenantId: TENANT,
+    bot: BOT,
+    groups: [GROUP],
+    now: () => clock.frozen ?? Date.now(),
+  });
   const cred = new ClientSecretCredential(TENANT, BOT.clientId, BOT.clientSecret, {
     authorityHost: sim.url,
     disableInstanceDiscovery: true,
@@ -29,6 +35,7 @@ afterAll(async () => {
   await sim.close();
 });
 beforeEach(() => {
+  clock.frozen = undefined;
   sim.reset();
 });
 
@@ -467,6 +474,8 @@ describe("groups", () => {
   });
 
   it("hides a new SP for replicationDelayMs: 404 on $ref add and GET, then OK", async () => {
+    // The simulator's clock is stepped by the test (startEntraSimulator's `now`): no waiting for real time.
+    clock.frozen = Date.now();
     sim.faults.replicationDelayMs = 300;
     const app = await newApp();
     const sp = (await graph("POST", "/v1.0/servicePrincipals", { appId: app.appId })).body;
@@ -474,13 +483,12 @@ describe("groups", () => {
     const path = `/v1.0/groups/${GROUP.id}/members/$ref`;
     expectGraphError(await graph("POST", path, ref), 404, "Request_ResourceNotFound");
     expectGraphError(await graph("GET", `/v1.0/servicePrincipals/${sp.id}`), 404, "Request_ResourceNotFound");
-    let status = 404;
-    for (let i = 0; i < 100 && status === 404; i++) {
-      await sleep(25);
-      status = (await graph("POST", path, ref)).status;
-    }
-    expect(status).toBe(204);
+    clock.frozen += 299;
+    expectGraphError(await graph("POST", path, ref), 404, "Request_ResourceNotFound");
+    clock.frozen += 1;
+    expect((await graph("POST", path, ref)).status).toBe(204);
     expect((await graph("GET", `/v1.0/servicePrincipals/${sp.id}`)).status).toBe(200);
+    clock.frozen = undefined;
   });
 });
 

@@ -29,7 +29,8 @@ describe("withLock", () => {
           async () => {
             inside++;
             maxInside = Math.max(maxInside, inside);
-            await new Promise((r) => setTimeout(r, 5));
+            // Yield to the event loop while inside: the others get every chance to (wrongly) enter.
+            await new Promise((r) => setImmediate(r));
             order.push(i);
             inside--;
           },
@@ -51,17 +52,52 @@ describe("withLock", () => {
     expect(got).toBe("both");
   });
 
-  it("times out with a retryable typed error while another holder keeps renewing", async () => {
+  it("times out with a retryable typed error while another holder has the key", async () => {
     const key = identityLockKey(prefix, 3, "production");
     let release!: () => void;
-    const held = withLock(redis, key, () => new Promise<void>((r) => (release = r)), { leaseMs: 60 });
-    await new Promise((r) => setTimeout(r, 20));
+    const inside = Promise.withResolvers<void>();
+    // A long lease: the waiter's 150 ms run out long before it could expire, however slow the machine.
+    const held = withLock(
+      redis,
+      key,
+      () => {
+        inside.resolve();
+        return new Promise<void>((r) => (release = r));
+      },
+      { leaseMs: 30_000 },
+    );
+    await inside.promise;
     const err = await withLock(redis, key, async () => "never", { waitMs: 150, pollMs: 10 }).catch((e) => e);
     expect(err).toBeInstanceOf(EntraError);
     expect((err as EntraError).code).toBe("LOCK_TIMEOUT");
     expect((err as EntraError).permanent).toBe(false);
     release();
     await held;
+    expect(await redis.exists(key)).toBe(0);
+  });
+
+  it("a holder renews its lease while it works", async () => {
+    const key = identityLockKey(prefix, 6, "production");
+    const leaseMs = 6_000;
+    await withLock(
+      redis,
+      key,
+      async () => {
+        // Time passes (the TTL falls), then a renewal (every leaseMs/3) pushes it back up: two events.
+        let low = Number.POSITIVE_INFINITY;
+        await expect
+          .poll(
+            async () => {
+              low = Math.min(low, await redis.pttl(key));
+              return low;
+            },
+            { timeout: 20_000, interval: 50 },
+          )
+          .toBeLessThan(leaseMs - 500);
+        await expect.poll(() => redis.pttl(key), { timeout: 20_000, interval: 50 }).toBeGreaterThan(low + 400);
+      },
+      { leaseMs },
+    );
   });
 
   it("releases only its own token and reports a lost lease", async () => {

@@ -331,8 +331,9 @@ describe("Graph failures become typed errors", () => {
   });
 
   it("rides out replication delay on just-created objects", async () => {
-    // Wide enough that the next call lands inside it on a loaded box; the replication wait outlasts it.
-    sim.faults.replicationDelayMs = 250;
+    // Graph's answer while a new service principal has not replicated (reference/entra.md §9): the first two
+    // group adds get 404 Request_ResourceNotFound, whatever the time it takes to get there (no timing window).
+    sim.faults.failNext(2, 404, { pathIncludes: "/members/$ref" });
     const project = newProject();
     const lines: string[] = [];
     const res = await onboardProject(

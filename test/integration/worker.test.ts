@@ -31,13 +31,19 @@ async function send(url: string, key: string): Promise<string> {
   return ((await res.json()) as { jobId: string }).jobId;
 }
 
+/** Polls until `fn` gives a value: waits for the event, bounded only by the test's own timeout. */
 async function waitFor<T>(fn: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  let value: T | undefined;
+  await expect
+    .poll(
+      async () => {
+        value = await fn();
+        return value !== undefined;
+      },
+      { timeout: 25_000, interval: 25, message: `waiting for ${what}` },
+    )
+    .toBe(true);
+  return value as T;
 }
 
 describe("worker", () => {
@@ -90,26 +96,26 @@ describe("worker", () => {
 
   it("on shutdown, stops taking jobs but lets the running one finish", async () => {
     prefix = uniquePrefix("worker-stop");
-    let release: () => void = () => {};
-    const started = new Promise<void>((resolveStarted) => {
-      release = resolveStarted;
-    });
+    const started = Promise.withResolvers<void>();
+    // The running job finishes only once the worker is closing: no timer decides what is running when.
+    const closingNow = Promise.withResolvers<void>();
     let finished = 0;
     service = await startService({
       config: baseConfig({ queuePrefix: prefix, workerConcurrency: 1 }),
       policy: testPolicy(),
       logger: createLogger("silent"),
       handler: async (_data, job: Job) => {
-        release();
-        await new Promise((r) => setTimeout(r, 300));
+        started.resolve();
+        await closingNow.promise;
         finished += 1;
         return { jobId: job.id };
       },
     });
     const first = await send(service.url as string, `${prefix}-a`);
-    await started;
+    await started.promise;
     const second = await send(service.url as string, `${prefix}-b`);
     const queue = service.queues.events;
+    for (const w of service.workers?.workers ?? []) w.once("closing", () => closingNow.resolve());
     const closing = service.close();
     await closing;
     service = undefined;
