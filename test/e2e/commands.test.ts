@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import type { SimIssue } from "../../src/sandbox/gitlab-sim.ts";
 import type { SandboxStack } from "../../src/sandbox/stack.ts";
 import { SANDBOX } from "../../src/sandbox/stack.ts";
 import {
   AUD,
   appFor,
+  appsOf,
   botNotes,
   editComment,
   exchange,
@@ -23,44 +23,52 @@ import { failures, settled, testStack } from "../helpers/stack.ts";
 let stack: SandboxStack;
 const { alice, dave, rita, bot } = SANDBOX.users;
 const mallory = { id: 7, username: "mallory", name: "Mallory (member elsewhere)" };
-let projectId = 0;
-let issue: SimIssue;
 
 beforeAll(async () => {
   stack = await testStack("commands");
   stack.gitlab.addUser(mallory);
-  // A project the bot has not seen yet (no project_create delivered), and another one mallory belongs to.
-  projectId = stack.gitlab.addProject({
-    path: "team/app",
-    members: { [alice.id]: 40, [dave.id]: 30, [rita.id]: 20 },
-  }).id;
   stack.gitlab.addProject({ path: "other/thing", members: { [mallory.id]: 50 } });
-  issue = openIssue(stack, projectId, alice.id, "Deploy to Azure");
 });
 afterAll(async () => {
   await stack?.close();
 });
 
-async function say(userId: number, text: string) {
-  const { noteId, delivery } = await stack.driver.comment(projectId, issue.iid, userId, text);
-  expect(delivery.status).toBe(202);
-  await settled(stack);
-  return noteId;
+/**
+ * One conversation per test: a project the bot has not seen yet (no project_create delivered) with an issue a
+ * person opened, so any test can run alone. `onboarded` lists environments to onboard first (as Alice).
+ */
+async function conversation(name: string, onboarded: string[] = []) {
+  const projectId = stack.gitlab.addProject({
+    path: `team/${name}`,
+    members: { [alice.id]: 40, [dave.id]: 30, [rita.id]: 20 },
+  }).id;
+  const issue = openIssue(stack, projectId, alice.id, "Deploy to Azure");
+  const say = async (userId: number, text: string) => {
+    const { noteId, delivery } = await stack.driver.comment(projectId, issue.iid, userId, text);
+    expect(delivery.status).toBe(202);
+    await settled(stack);
+    return noteId;
+  };
+  const reply = () => {
+    const notes = statusNotes(stack, projectId, issue.iid);
+    expect(notes).toHaveLength(1); // one status note, edited in place: never a pile-up
+    return notes[0]?.body ?? "";
+  };
+  const reactions = (noteId: number) =>
+    issue.notes
+      .find((n) => n.id === noteId)
+      ?.awards.filter((a) => a.userId === bot.id)
+      .map((a) => a.name) ?? [];
+  if (onboarded.length > 0) {
+    await say(alice.id, `/entra onboard ${onboarded.join(" ")}`);
+    for (const env of onboarded) expect(appFor(stack, projectId, env), env).toBeDefined();
+  }
+  return { projectId, issue, say, reply, reactions };
 }
-
-const reply = () => {
-  const notes = statusNotes(stack, projectId, issue.iid);
-  expect(notes).toHaveLength(1); // one status note, edited in place: never a pile-up
-  return notes[0]?.body ?? "";
-};
-const reactions = (noteId: number) =>
-  issue.notes
-    .find((n) => n.id === noteId)
-    ?.awards.filter((a) => a.userId === bot.id)
-    .map((a) => a.name) ?? [];
 
 describe("slash commands, answered in the issue they were written in", () => {
   it("help: the command table and the policy's environments; accepted with a reaction", async () => {
+    const { say, reply, reactions } = await conversation("help");
     const noteId = await say(rita.id, "Hello bot\n/ENTRA Help");
     expect(reply()).toContain("### `/entra` commands");
     expect(reply()).toMatch(/\| `production` \| `branch:main` \| Maintainer \| no \(privileged\) \| no \|/);
@@ -68,6 +76,8 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("an unknown word is answered with help and a did-you-mean, edited into the same note, no reaction", async () => {
+    const { projectId, issue, say, reply, reactions } = await conversation("unknown");
+    await say(rita.id, "/entra help");
     const noteId = await say(dave.id, "/entra onbaord staging");
     expect(reply()).toMatch(/That is not a command I know\. Did you mean `\/entra onboard`\?/);
     // What the commenter typed is never repeated back.
@@ -78,6 +88,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("plan: says what onboard would create and writes nothing to Entra", async () => {
+    const { projectId, say, reply } = await conversation("plan");
     stack.entra.stats.reset();
     await say(dave.id, "/entra plan staging");
     expect(reply()).toMatch(/Plan only/);
@@ -87,6 +98,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("refusals per environment, each with zero Graph calls: developer/production, reporter, non-member", async () => {
+    const { projectId, say, reply } = await conversation("refusals");
     stack.entra.stats.reset();
     await say(dave.id, "/entra onboard production");
     expect(reply()).toMatch(
@@ -107,11 +119,12 @@ describe("slash commands, answered in the issue they were written in", () => {
     expect(reply()).toMatch(/only members of this project/);
 
     expect(graphCalls(stack)).toBe(0);
-    expect(stack.entra.state.applications.size).toBe(0);
+    expect(appsOf(stack, projectId)).toHaveLength(0);
     expect(await failures(stack)).toEqual([]);
   });
 
   it("onboard staging (developer): reply with the snippet in the same issue, CI variables, a reaction, a working login", async () => {
+    const { projectId, say, reply, reactions } = await conversation("onboard-staging");
     const noteId = await say(dave.id, "/entra onboard staging");
     const staging = appFor(stack, projectId, "staging");
     expect(staging).toBeDefined();
@@ -134,6 +147,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("onboard production (maintainer) is allowed; a re-run edits the one status note in place", async () => {
+    const { projectId, issue, say, reply } = await conversation("onboard-production");
     await say(alice.id, "/entra onboard production");
     expect(appFor(stack, projectId, "production")).toBeDefined();
     expect((await exchange(stack, projectId, "production", "main")).status).toBe(200);
@@ -146,6 +160,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("status (reporter): lists both identities, reads only", async () => {
+    const { projectId, say, reply } = await conversation("status", ["staging", "production"]);
     stack.entra.stats.reset();
     await say(rita.id, "/entra status");
     expect(reply()).toContain(appFor(stack, projectId, "staging")?.appId);
@@ -154,6 +169,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("the bot never acts on its own notes; edited notes are ignored", async () => {
+    const { projectId, issue } = await conversation("own-notes", ["staging"]);
     stack.entra.stats.reset();
     const own = await stack.driver.comment(projectId, issue.iid, bot.id, "/entra offboard staging");
     expect(own.delivery.status).toBe(202); // no marker: the worker recognises its own user
@@ -179,6 +195,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("a confidential issue's comments arrive as Confidential Note Hook and are answered there", async () => {
+    const { projectId } = await conversation("confidential", ["staging"]);
     const secret = openIssue(stack, projectId, alice.id, "Private rollout", { confidential: true });
     const { noteId, delivery } = await stack.driver.comment(projectId, secret.iid, dave.id, "/entra status");
     expect(delivery.status).toBe(202);
@@ -190,6 +207,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("doctor with the claims a failed pipeline prints: a token-vs-credentials table naming the cause", async () => {
+    const { projectId, say, reply } = await conversation("doctor-claims", ["staging"]);
     const p = stack.gitlab.project(projectId);
     await say(
       dave.id,
@@ -208,6 +226,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("doctor with a raw ID token: decoded, never echoed, not stored in job data, and the reply says to delete it", async () => {
+    const { projectId, say, reply } = await conversation("doctor-token", ["staging"]);
     const jwt = await stack.gitlab.mintIdToken({
       projectId,
       ref: "feature/login",
@@ -229,6 +248,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("offboard of identities the policy no longer has needs Maintainer: a reporter cannot remove them", async () => {
+    const { projectId, say, reply } = await conversation("orphaned", ["staging", "production"]);
     // The platform team removed production from the policy; its identity is still in Entra.
     const prodApp = appFor(stack, projectId, "production");
     expect(prodApp).toBeTruthy();
@@ -250,6 +270,7 @@ describe("slash commands, answered in the issue they were written in", () => {
   });
 
   it("offboard staging: the identity is gone and staging's login fails; production still works", async () => {
+    const { projectId, say, reply, reactions } = await conversation("offboard", ["staging", "production"]);
     const stagingAppId = appFor(stack, projectId, "staging")?.appId as string;
     const noteId = await say(dave.id, "/entra offboard staging");
     expect(appFor(stack, projectId, "staging")).toBeUndefined();

@@ -43,7 +43,9 @@ describe("drift scheduler across worker replicas", () => {
     for (let i = 0; i < REPLICAS; i++) {
       services.push(await startService({ config, policy: stack.policy, logger: createLogger("silent") }));
     }
-    await expect.poll(() => queue.getCompletedCount(), { timeout: 25_000, interval: 50 }).toBeGreaterThanOrEqual(JOBS);
+    await expect
+      .poll(() => queue.getCompletedCount(), { timeout: 25_000, interval: 50 })
+      .toBeGreaterThanOrEqual(JOBS);
     // Stop every replica before counting, so no job completes while we look.
     await Promise.all(services.splice(0).map((s) => s.close()));
 

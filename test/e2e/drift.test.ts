@@ -127,6 +127,8 @@ async function exchange(env: string, ref: string) {
 }
 
 describe("drift repair (maintenance job drift-repair)", () => {
+  // One onboarded project (beforeAll); each test breaks it behind the bot's back and the drift job repairs it,
+  // so every test starts and ends with a correct project and can run alone or in any order.
   it("plan first: an already-correct project costs reads and zero Graph writes, and nothing is audited", async () => {
     const auditBefore = (await driftAudit()).length;
     stack.entra.stats.reset();
@@ -256,5 +258,10 @@ describe("drift repair (maintenance job drift-repair)", () => {
     expect(again.report).toMatchObject({ driftFound: 0, renamed: 0 });
     expect(stack.entra.stats.writes()).toBe(0);
     expect(await failures(stack)).toEqual([]);
+
+    // Leave the project as the other tests expect it (each test here starts from a correct, known state).
+    stack.gitlab.renameProject(projectId, PATH);
+    expect((await runDrift()).report).toMatchObject({ renamed: 1 });
+    expect(subjects("production")).toEqual([`project_path:${PATH}:ref_type:branch:ref:main`]);
   });
 });

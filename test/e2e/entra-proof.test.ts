@@ -67,11 +67,11 @@ afterAll(async () => {
   await redis?.quit();
 });
 
-const mint = (path: string, ref: string, refType: "branch" | "tag" = "branch") =>
+const mint = (path: string, ref: string, refType: "branch" | "tag" = "branch", id = project.id) =>
   gitlab.issuer.mint({
     issuer: gitlab.url,
     audience: AUDIENCE,
-    project: { id: project.id, path },
+    project: { id, path },
     ref,
     refType,
   });
@@ -82,10 +82,11 @@ async function login(appId: string, token: string) {
 }
 
 describe("a GitLab pipeline logs in with what the bot created", () => {
+  // Set-up shared by the read-only tests below (the rename test onboards a project of its own).
   let prodAppId = "";
   let stagingAppId = "";
 
-  it("onboards production and staging", async () => {
+  beforeAll(async () => {
     const res = await onboardProject(deps, {
       project,
       environments: ["production", "staging"],
@@ -95,6 +96,9 @@ describe("a GitLab pipeline logs in with what the bot created", () => {
     expect(res.issuer).toBe(gitlab.url);
     prodAppId = res.environments[0]?.identity?.appId ?? "";
     stagingAppId = res.environments[1]?.identity?.appId ?? "";
+  });
+
+  it("onboards production and staging: one identity each", () => {
     expect(prodAppId).not.toBe("");
     expect(stagingAppId).not.toBe(prodAppId);
   });
@@ -133,8 +137,16 @@ describe("a GitLab pipeline logs in with what the bot created", () => {
   });
 
   it("after a rename, tokens carry the new path and fail until moveProject re-subjects the FICs", async () => {
-    const renamed = { id: project.id, path: "platform/billing/api" };
-    const newToken = await mint(renamed.path, "main");
+    const own = { id: 4343, path: "platform/ledger/api" };
+    const onboarded = await onboardProject(deps, {
+      project: own,
+      environments: ["production", "staging"],
+      mode: "apply",
+    });
+    const prodAppId = onboarded.environments[0]?.identity?.appId ?? "";
+    expect((await login(prodAppId, await mint(own.path, "main", "branch", own.id))).status).toBe(200);
+    const renamed = { id: own.id, path: "platform/billing/api" };
+    const newToken = await mint(renamed.path, "main", "branch", own.id);
     expect((await login(prodAppId, newToken)).status).toBeGreaterThanOrEqual(400);
 
     const fics = () =>
@@ -155,8 +167,10 @@ describe("a GitLab pipeline logs in with what the bot created", () => {
       false,
     );
 
-    expect((await login(prodAppId, await mint(renamed.path, "main"))).status).toBe(200);
-    expect((await login(prodAppId, await mint(project.path, "main"))).status).toBeGreaterThanOrEqual(400);
-    expect((await new Registry(redis, prefix).get(project.id))?.path).toBe(renamed.path);
+    expect((await login(prodAppId, await mint(renamed.path, "main", "branch", own.id))).status).toBe(200);
+    expect(
+      (await login(prodAppId, await mint(own.path, "main", "branch", own.id))).status,
+    ).toBeGreaterThanOrEqual(400);
+    expect((await new Registry(redis, prefix).get(own.id))?.path).toBe(renamed.path);
   });
 });

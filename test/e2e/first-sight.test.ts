@@ -12,23 +12,29 @@ import { failures, settled, testStack } from "../helpers/stack.ts";
  */
 let stack: SandboxStack;
 const { alice, dave } = SANDBOX.users;
-let projectId = 0;
 
 beforeAll(async () => {
   stack = await testStack("first-sight");
-  const { project } = await stack.driver.createProject("web/shop", {
-    members: { [alice.id]: 40, [dave.id]: 30 },
-  });
-  projectId = project.id;
-  await settled(stack);
 });
+
+/** Each test onboards a project of its own (project_create: staging + production), so any one can run alone. */
+async function shop(path: string): Promise<number> {
+  const { project } = await stack.driver.createProject(path, { members: { [alice.id]: 40, [dave.id]: 30 } });
+  await settled(stack);
+  expect(appsOf(stack, project.id)).toHaveLength(2);
+  return project.id;
+}
+async function deployed(projectId: number, env: string) {
+  expect((await stack.driver.deploy(projectId, env, { tier: "development" })).status).toBe(202);
+  await settled(stack);
+}
 afterAll(async () => {
   await stack?.close();
 });
 
 describe("environment first sight", () => {
   it("a Deployment Hook for review/feature-1 onboards it once; a redelivery-like second deployment changes nothing", async () => {
-    expect(appsOf(stack, projectId)).toHaveLength(2); // staging + production from project_create
+    const projectId = await shop("web/shop");
     const first = await stack.driver.deploy(projectId, "review/feature-1", { tier: "development" });
     expect(first.status).toBe(202);
     await settled(stack);
@@ -45,6 +51,7 @@ describe("environment first sight", () => {
   });
 
   it("five concurrent first deployments of review/feature-2 make one identity", async () => {
+    const projectId = await shop("web/concurrent");
     const deliveries = await Promise.all(
       Array.from({ length: 5 }, () =>
         stack.driver.deploy(projectId, "review/feature-2", { tier: "development" }),
@@ -59,6 +66,9 @@ describe("environment first sight", () => {
   });
 
   it("reports in the one onboarding issue, which now lists every environment", async () => {
+    const projectId = await shop("web/reported");
+    await deployed(projectId, "review/feature-1");
+    await deployed(projectId, "review/feature-2");
     const issues = onboardingIssues(stack, projectId);
     expect(issues).toHaveLength(1);
     const description = issues[0]?.description ?? "";
@@ -84,6 +94,9 @@ describe("environment first sight", () => {
   });
 
   it("an environment offboarded on purpose is not re-onboarded by its next deployment", async () => {
+    const projectId = await shop("web/offboarded");
+    await deployed(projectId, "review/feature-1");
+    expect(appFor(stack, projectId, "review/feature-1")).toBeDefined();
     const iid = onboardingIssues(stack, projectId)[0]?.iid as number;
     await stack.driver.comment(projectId, iid, dave.id, "/entra offboard review/feature-1");
     await settled(stack);
@@ -95,6 +108,9 @@ describe("environment first sight", () => {
   });
 
   it("project_destroy forgets what was first seen, so the record does not outlive the project", async () => {
+    const projectId = await shop("web/destroyed");
+    await deployed(projectId, "review/feature-1");
+    await deployed(projectId, "review/feature-2");
     const redis = new Redis(TEST_REDIS_URL);
     const key = `${stack.config.queuePrefix}:first-seen:${projectId}`;
     expect(await redis.hkeys(key)).toEqual(expect.arrayContaining(["review/feature-1", "review/feature-2"]));

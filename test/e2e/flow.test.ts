@@ -34,17 +34,20 @@ function onboardingIssue(projectId: number) {
   return issues.filter((i) => i.description.includes("gitlab-entra-bot:onboarding"));
 }
 
-describe("a webhook becomes credentials and a comment", () => {
-  let projectId = 0;
+/** Each test onboards its own project, so any one of them can run alone. */
+async function onboarded(path: string): Promise<number> {
+  const { project, delivery } = await stack.driver.createProject(path, {
+    members: { [alice.id]: 40, [dave.id]: 30, [rita.id]: 20 },
+  });
+  expect(delivery.status).toBe(202);
+  await settled(stack);
+  expect(await failures(stack)).toEqual([]);
+  return project.id;
+}
 
+describe("a webhook becomes credentials and a comment", () => {
   it("project_create: two identities, FICs, groups, CI variables and one onboarding issue with a snippet", async () => {
-    const { project, delivery } = await stack.driver.createProject("platform/payments", {
-      members: { [alice.id]: 40, [dave.id]: 30, [rita.id]: 20 },
-    });
-    projectId = project.id;
-    expect(delivery.status).toBe(202);
-    await settled(stack);
-    expect(await failures(stack)).toEqual([]);
+    const projectId = await onboarded("platform/payments");
 
     const prod = appFor(projectId, "production");
     const staging = appFor(projectId, "staging");
@@ -68,7 +71,9 @@ describe("a webhook becomes credentials and a comment", () => {
 
     // The job log tells an operator what was planned and written, one line per write.
     const events = await stack.service.queues.events.getCompleted();
-    const created = events.find((j) => j.name === "project.created");
+    const created = events.find(
+      (j) => j.name === "project.created" && j.data.intent?.project?.id === projectId,
+    );
     const log = (await stack.service.queues.events.getJobLogs(created?.id as string)).logs.join("\n");
     expect(log).toMatch(
       /production: plan .*1 credential\(s\) \[project_path:platform\/payments:ref_type:branch:ref:main\]/,
@@ -84,6 +89,7 @@ describe("a webhook becomes credentials and a comment", () => {
   });
 
   it("the credentials work: main logs in to production, a feature branch does not, staging is not production", async () => {
+    const projectId = await onboarded("flow/credentials");
     expect((await exchange(projectId, "production", "main")).status).toBe(200);
     const feature = await exchange(projectId, "production", "feature/x");
     expect(feature.status).toBe(400);
@@ -99,6 +105,7 @@ describe("a webhook becomes credentials and a comment", () => {
   });
 
   it("a redelivered project_create changes nothing: no Graph write, still one issue", async () => {
+    const projectId = await onboarded("flow/redelivered");
     stack.entra.stats.reset();
     const p = stack.gitlab.project(projectId);
     if (!p) throw new Error("project gone");
@@ -106,8 +113,8 @@ describe("a webhook becomes credentials and a comment", () => {
       event_name: "project_create",
       project_id: p.id,
       path_with_namespace: p.path,
-      name: "payments",
-      path: "payments",
+      name: "redelivered",
+      path: "redelivered",
     });
     expect(res.status).toBe(202);
     await settled(stack);
@@ -116,6 +123,7 @@ describe("a webhook becomes credentials and a comment", () => {
   });
 
   it("/entra commands in the onboarding issue: help, refusal for a reporter, plan, onboard", async () => {
+    const projectId = await onboarded("flow/commands");
     const iid = onboardingIssue(projectId)[0]?.iid as number;
     const statusNote = () =>
       stack.gitlab
@@ -143,15 +151,17 @@ describe("a webhook becomes credentials and a comment", () => {
   });
 
   it("rename: the old path stops working, the new one works", async () => {
-    const res = await stack.driver.renameProject(projectId, "platform/payments-v2");
+    const projectId = await onboarded("flow/renamed");
+    const res = await stack.driver.renameProject(projectId, "flow/renamed-v2");
     expect(res.status).toBe(202);
     await settled(stack);
     expect((await exchange(projectId, "production", "main")).status).toBe(200);
     const subjects = [...(appFor(projectId, "production")?.fics.values() ?? [])].map((f) => f.subject);
-    expect(subjects).toEqual(["project_path:platform/payments-v2:ref_type:branch:ref:main"]);
+    expect(subjects).toEqual(["project_path:flow/renamed-v2:ref_type:branch:ref:main"]);
   });
 
   it("project_destroy (GitLab confirms: 404): identities retired, tokens no longer exchange", async () => {
+    const projectId = await onboarded("flow/destroyed");
     const prodAppId = appFor(projectId, "production")?.appId as string;
     const assertion = await stack.gitlab.mintIdToken({
       projectId,

@@ -27,13 +27,15 @@ afterAll(async () => {
   await stack?.close();
 });
 
-describe("project_id sub-claim policy", () => {
-  let projectId = 0;
+async function onboarded(path: string): Promise<number> {
+  const { project } = await stack.driver.createProject(path, { members: { [alice.id]: 40 } });
+  await settled(stack);
+  return project.id;
+}
 
+describe("project_id sub-claim policy", () => {
   it("sets the project's sub-claim components; a pipeline token built from the setting exchanges", async () => {
-    const { project } = await stack.driver.createProject("ids/api", { members: { [alice.id]: 40 } });
-    projectId = project.id;
-    await settled(stack);
+    const projectId = await onboarded("ids/api");
     expect(stack.gitlab.project(projectId)?.subClaimComponents).toEqual(COMPONENTS);
     expect(subjectsOf(stack, projectId, "production")).toEqual([
       `project_id:${projectId}:ref_type:branch:ref:main`,
@@ -47,6 +49,7 @@ describe("project_id sub-claim policy", () => {
   });
 
   it("a rename touches no federated credential and tokens from before and after both work", async () => {
+    const projectId = await onboarded("ids/renamed");
     const before = await stack.gitlab.mintIdToken({
       projectId,
       ref: "main",
@@ -54,7 +57,7 @@ describe("project_id sub-claim policy", () => {
       audience: AUD,
     });
     stack.entra.stats.reset();
-    await stack.driver.renameProject(projectId, "ids/api-renamed");
+    await stack.driver.renameProject(projectId, "ids/renamed-v2");
     await settled(stack);
     // Only the apps' path tags/names follow the rename; no credential is touched.
     const writes = stack.entra.stats.requests.filter((r) => r.kind !== "login" && r.method !== "GET");

@@ -58,10 +58,9 @@ async function expectFollowed(projectId: number, oldTokens: { prod: string; stag
 }
 
 describe("lifecycle: rename, transfer, group rename, destroy", () => {
-  let projectId = 0;
-
+  // Each test onboards the projects it needs, so any one of them can run alone.
   it("project_rename: old path fails, new path works; registry and onboarding issue follow", async () => {
-    projectId = await create("acme/api");
+    const projectId = await create("acme/api");
     const old = { prod: await mint(projectId), staging: await mint(projectId, "develop") };
     expect(
       (
@@ -89,11 +88,12 @@ describe("lifecycle: rename, transfer, group rename, destroy", () => {
   });
 
   it("project_transfer to another group: same identities (no new app), subjects follow", async () => {
+    const projectId = await create("acme/transferred");
     const before = appsOf(stack, projectId)
       .map((a) => a.appId)
       .sort();
     const old = { prod: await mint(projectId), staging: await mint(projectId, "develop") };
-    expect((await stack.driver.transferProject(projectId, "platform/api-v2")).status).toBe(202);
+    expect((await stack.driver.transferProject(projectId, "platform/transferred")).status).toBe(202);
     await settled(stack);
     expect(
       appsOf(stack, projectId)
@@ -101,8 +101,8 @@ describe("lifecycle: rename, transfer, group rename, destroy", () => {
         .sort(),
     ).toEqual(before);
     expect(subjectsOf(stack, projectId, "staging")).toEqual([
-      "project_path:platform/api-v2:ref_type:branch:ref:develop",
-      "project_path:platform/api-v2:ref_type:branch:ref:main",
+      "project_path:platform/transferred:ref_type:branch:ref:develop",
+      "project_path:platform/transferred:ref_type:branch:ref:main",
     ]);
     await expectFollowed(projectId, old);
   });
@@ -142,6 +142,7 @@ describe("lifecycle: rename, transfer, group rename, destroy", () => {
   });
 
   it("project_destroy: identities retired, tokens fail, registry empty; a new project on the same path gets new ones", async () => {
+    const projectId = await create("platform/api-v2");
     const token = await mint(projectId);
     const prodAppId = appFor(stack, projectId, "production")?.appId as string;
     expect((await stack.entra.exchange({ clientId: prodAppId, assertion: token })).status).toBe(200);

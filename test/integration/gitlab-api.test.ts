@@ -349,7 +349,8 @@ describe("transient failures: one retry layer", () => {
   });
 
   it("treats a timeout as retryable", async () => {
-    sim.faults.latencyMs = 300;
+    // GitLab answers after 10 s; the client gives up after 50 ms: the timeout wins on any machine.
+    sim.faults.latencyMs = 10_000;
     const slow = createGitLabApi({ url: sim.url, token: TOKEN, timeoutMs: 50 });
     const err = await failure(slow.getProject(42));
     expect(err).toMatchObject({ code: "timeout", retryable: true });

@@ -24,12 +24,9 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** Waits for the event (a readiness answer), bounded only by a generous guard below the test timeout. */
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  await expect.poll(check, { timeout: 25_000, interval: 50, message: `waiting for ${what}` }).toBe(true);
 }
 
 const readyStatus = async () => (await fetch(`${service.url}/readyz`)).status;

@@ -94,7 +94,9 @@ describe("withLock", () => {
             { timeout: 20_000, interval: 50 },
           )
           .toBeLessThan(leaseMs - 500);
-        await expect.poll(() => redis.pttl(key), { timeout: 20_000, interval: 50 }).toBeGreaterThan(low + 400);
+        await expect
+          .poll(() => redis.pttl(key), { timeout: 20_000, interval: 50 })
+          .toBeGreaterThan(low + 400);
       },
       { leaseMs },
     );
