@@ -5,6 +5,7 @@ import { assertInert, join, type SafeMarkdown, trusted } from "../src/gitlab/mar
 import type { Logger } from "../src/logging.ts";
 import { collisionNotes } from "../src/onboarding/collision-notes.ts";
 import { withRegisteredEnvironments } from "../src/onboarding/describe.ts";
+import { withLock } from "../src/onboarding/lock.ts";
 import {
   replyOnMergeRequest,
   replyToCommand,
@@ -60,17 +61,24 @@ async function writeReport(rt: WorkerRuntime, job: Job, data: ParsedReportJob): 
   const render = { ciVariablesSet, variant: rt.policy.snippet.variant };
 
   if (data.issue && result) {
-    const full = withRegisteredEnvironments(result, await rt.registry.get(project.id), rt.policy, rt.issuer);
-    const markdown = join([...notes, renderOnboardingMarkdown(full, render)], "\n\n");
-    // Created confidential when an internal command asked for it; an existing issue keeps its visibility.
-    changes.push(
-      ...(await upsertOnboardingIssue(
-        rt.gitlab,
-        project.id,
-        markdown,
-        internal ? { confidential: true } : {},
-      )),
+    // Reports for one project can run at once (a project_create and a command, say): without the lock both
+    // find no onboarding issue and both open one. Reading the registry inside it also writes the latest state.
+    const issueChanges = await withLock(
+      rt.redis,
+      `${rt.config.queuePrefix}:lock:onboarding-issue:${project.id}`,
+      async () => {
+        const full = withRegisteredEnvironments(
+          result,
+          await rt.registry.get(project.id),
+          rt.policy,
+          rt.issuer,
+        );
+        const markdown = join([...notes, renderOnboardingMarkdown(full, render)], "\n\n");
+        // Created confidential when an internal command asked for it; an existing issue keeps its visibility.
+        return upsertOnboardingIssue(rt.gitlab, project.id, markdown, internal ? { confidential: true } : {});
+      },
     );
+    changes.push(...issueChanges);
   }
 
   if (data.reply) {
