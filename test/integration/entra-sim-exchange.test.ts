@@ -161,6 +161,11 @@ describe("federated token exchange with a GitLab-shaped ID token", () => {
       "invalid_client",
       700024,
     );
+    // Wording from reference/entra.md §3 (Azure/azure-powershell#24304, MSAL-java#984).
+    const expired = await sim.exchange({ clientId: app.appId, assertion: old });
+    expect((expired.body as Json).error_description).toMatch(
+      /^AADSTS700024: Client assertion is not within its valid time range\. Current time: [^,]+, assertion valid from [^,]+, expiry time of assertion [^,.]+\./,
+    );
     const future = await mint({ notBeforeOffsetSeconds: 600 });
     expectTokenError(
       await sim.exchange({ clientId: app.appId, assertion: future }),
@@ -176,6 +181,11 @@ describe("federated token exchange with a GitLab-shaped ID token", () => {
       assertion: await mint(),
     });
     expectTokenError(unknown, 400, "unauthorized_client", 700016);
+    expect((unknown.body as Json).error_description).toMatch(
+      new RegExp(
+        `^AADSTS700016: Application with identifier '00000000-0000-0000-0000-000000000000' was not found in the directory '${TENANT}'`,
+      ),
+    );
     expect(((await graph("DELETE", `/v1.0/servicePrincipals/${spId}`)) as Json).status).toBe(204);
     const noSp = await sim.exchange({ clientId: app.appId, assertion: await mint() });
     expectTokenError(noSp, 400, "invalid_client", 7000229);

@@ -6,6 +6,7 @@ import {
   type OidcIssuerServer,
   startOidcIssuerServer,
 } from "../../src/sandbox/gitlab-oidc.ts";
+import { startGitLabSimulator } from "../../src/sandbox/gitlab-sim.ts";
 import { fixtureJson } from "../helpers/fixtures.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON and assert on its exact shape
@@ -123,5 +124,68 @@ describe("GitLab OIDC issuer simulator", () => {
     expect(((await res.json()) as Json).jwks_uri).toBe("https://gitlab.sandbox.test/oauth/discovery/keys");
     const keys = await app.request("/oauth/discovery/keys");
     expect(await keys.json()).toEqual(issuer.jwks());
+  });
+});
+
+describe("GitLab simulator tokens for issue-13-style cases", () => {
+  it("mints fork merge-request pipeline, ref_protected and environment tokens from its projects' settings", async () => {
+    const gitlab = await startGitLabSimulator({
+      token: "glpat-oidc-0123456789",
+      botUser: { id: 99, username: "bot" },
+    });
+    try {
+      const parent = gitlab.addProject({
+        path: "acme/app",
+        subClaimComponents: ["project_path", "ref_type", "ref", "ref_protected", "deployment_tier"],
+      });
+      const fork = gitlab.addProject({ path: "mallory/app" });
+      const claimsOf = (jwt: string) =>
+        JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString());
+
+      const protectedDeploy = claimsOf(
+        await gitlab.mintIdToken({
+          projectId: parent.id,
+          ref: "main",
+          refType: "branch",
+          audience: "api://AzureADTokenExchange",
+          refProtected: true,
+          environment: { name: "production", tier: "production", protected: true },
+        }),
+      );
+      expect(protectedDeploy.sub).toBe(
+        "project_path:acme/app:ref_type:branch:ref:main:ref_protected:true:deployment_tier:production",
+      );
+      expect(protectedDeploy.iss).toBe(gitlab.url);
+
+      // No environment: the 18.7 components are left out of sub even though the project configures them.
+      const build = claimsOf(
+        await gitlab.mintIdToken({ projectId: parent.id, ref: "main", refType: "branch", audience: "a" }),
+      );
+      expect(build.sub).toBe("project_path:acme/app:ref_type:branch:ref:main");
+      expect(build.ref_protected).toBe("false");
+
+      // A fork's merge-request pipeline run in the parent: sub from the fork's (default) setting and path.
+      const res = await fetch(`${gitlab.url}/_sim/id-token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          projectId: parent.id,
+          mergeRequestFromForkId: fork.id,
+          ref: "main",
+          refType: "branch",
+          audience: "a",
+        }),
+      });
+      const fromFork = claimsOf(((await res.json()) as { token: string }).token);
+      expect(fromFork).toMatchObject({
+        sub: "project_path:mallory/app:ref_type:branch:ref:main",
+        project_path: "mallory/app",
+        job_project_path: "acme/app",
+        pipeline_source: "merge_request_event",
+        ref_protected: "false",
+      });
+    } finally {
+      await gitlab.close();
+    }
   });
 });
