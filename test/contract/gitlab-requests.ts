@@ -31,6 +31,7 @@ export const GITLAB_REQUESTS: RequestShape[] = [
 
   // ---- projects
   {
+    // {id} is the numeric id or the URL-encoded path ("group%2Fproject"), as the API documents.
     id: "get project",
     method: "GET",
     path: "/projects/{id}",

@@ -156,6 +156,37 @@ export const GRAPH_REQUESTS: RequestShape[] = [
     source: GD("serviceprincipal-list-memberof"),
   },
 
+  {
+    id: "update service principal",
+    method: "PATCH",
+    path: "/v1.0/servicePrincipals/{id}",
+    body: z
+      .strictObject({ accountEnabled: z.boolean().optional(), tags: tags.optional() })
+      .refine((b) => Object.keys(b).length > 0, "an update names at least one property"),
+    source: GD("serviceprincipal-update"),
+  },
+  {
+    id: "list service principal ownedObjects",
+    method: "GET",
+    path: "/v1.0/servicePrincipals/{id}/ownedObjects",
+    query: odata,
+    source: `${GD("serviceprincipal-list-ownedobjects")}; reference/entra.md §9`,
+  },
+  {
+    id: "list application owners",
+    method: "GET",
+    path: "/v1.0/applications/{id}/owners",
+    query: odata,
+    source: GD("application-list-owners"),
+  },
+  {
+    id: "add application owner",
+    method: "POST",
+    path: "/v1.0/applications/{id}/owners/$ref",
+    body: z.strictObject({ "@odata.id": directoryObjectUrl }),
+    source: GD("application-post-owners"),
+  },
+
   // ---- federated identity credentials
   {
     id: "list FICs",
@@ -231,6 +262,20 @@ export const GRAPH_REQUESTS: RequestShape[] = [
     body: z.strictObject({ "members@odata.bind": z.array(z.string()).min(1).max(20) }),
     source: `${GD("group-post-members")} (Example 2)`,
     fixtures: ["graph/group-add-members-bind-request.json"],
+  },
+  {
+    id: "list groups (by displayName)",
+    method: "GET",
+    path: "/v1.0/groups",
+    query: { ...odata, $filter: /^displayName eq '(?:[^']|'')*'$/ },
+    source: GD("group-list"),
+  },
+  {
+    id: "get group",
+    method: "GET",
+    path: "/v1.0/groups/{id}",
+    query: { $select: "optional" },
+    source: GD("group-get"),
   },
   {
     id: "remove group member",
