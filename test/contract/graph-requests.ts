@@ -94,6 +94,34 @@ export const GRAPH_REQUESTS: RequestShape[] = [
     fixtures: ["graph/application-create-request.json"],
   },
   {
+    id: "upsert application by uniqueName",
+    method: "PATCH",
+    path: "/v1.0/applications(uniqueName='{uniqueName}')",
+    headers: { prefer: "create-if-missing" },
+    body: z.strictObject({
+      displayName: nonEmpty,
+      tags: tags.optional(),
+      signInAudience: z
+        .enum([
+          "AzureADMyOrg",
+          "AzureADMultipleOrgs",
+          "AzureADandPersonalMicrosoftAccount",
+          "PersonalMicrosoftAccount",
+        ])
+        .optional(),
+      description: z.string().max(1024).optional(),
+      notes: z.string().optional(),
+    }),
+    source: GD("application-upsert"),
+  },
+  {
+    id: "get application by uniqueName",
+    method: "GET",
+    path: "/v1.0/applications(uniqueName='{uniqueName}')",
+    query: { $select: "optional" },
+    source: GD("application-get"),
+  },
+  {
     id: "update application",
     method: "PATCH",
     path: "/v1.0/applications/{id}",
@@ -156,6 +184,20 @@ export const GRAPH_REQUESTS: RequestShape[] = [
     source: GD("serviceprincipal-list-memberof"),
   },
 
+  {
+    id: "get service principal",
+    method: "GET",
+    path: "/v1.0/servicePrincipals/{id}",
+    query: { $select: "optional" },
+    source: GD("serviceprincipal-get"),
+  },
+  {
+    id: "list service principal owners",
+    method: "GET",
+    path: "/v1.0/servicePrincipals/{id}/owners",
+    query: odata,
+    source: GD("serviceprincipal-list-owners"),
+  },
   {
     id: "update service principal",
     method: "PATCH",

@@ -109,8 +109,9 @@ describe("every request the bot sends fits a documented shape", () => {
     // Runs after the flows (vitest runs a file's tests in order); alone, it says which flows to run.
     if (used.size === 0) return expect(used.size, "run the flows above first").toBe(0);
     for (const id of [
-      "list applications (by tag)",
-      "create application",
+      "upsert application by uniqueName",
+      "list application owners",
+      "list service principal owners",
       "update application",
       "delete application",
       "upsert service principal by appId",

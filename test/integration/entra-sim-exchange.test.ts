@@ -265,7 +265,8 @@ describe("federated token exchange with a GitLab-shaped ID token", () => {
 
   it("a new FIC is not usable during ficPropagationDelayMs, then works", async () => {
     // Stepped clock; a delay far longer than the time since beforeEach wrote the main credential.
-    clock.frozen = Date.now();
+    // One millisecond ahead of real time: the main credential (written by beforeEach) is strictly older.
+    clock.frozen = Date.now() + 1;
     sim.faults.ficPropagationDelayMs = 60_000;
     await graph(
       "PATCH",
