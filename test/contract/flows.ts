@@ -77,10 +77,38 @@ export const FLOWS: Flow[] = [
         "/entra onboard staging",
         "/entra onbaord staging",
         `/entra doctor\niss: ${stack.gitlab.url}\nsub: project_path:contract/commands:ref_type:branch:ref:feature\naud: api://AzureADTokenExchange`,
+        "/entra snippet azure-cli production",
         "/entra offboard staging",
       ]) {
         await comment(stack, p.id, iid, alice.id, text);
       }
+      // An internal note is answered with an internal note.
+      const { delivery } = await stack.driver.comment(p.id, iid, alice.id, "/entra status", {
+        internal: true,
+      });
+      expect(delivery.status).toBe(202);
+      await settled(stack);
+    },
+  },
+  {
+    name: "commands in merge-request comments (public and internal)",
+    async run(stack) {
+      const p = await onboarded(stack, "contract/merge-requests");
+      const mr = stack.gitlab.addMergeRequest(p.id, "Add deploy job", dave.id);
+      for (const internal of [false, true]) {
+        const { delivery } = await stack.driver.commentOnMergeRequest(
+          p.id,
+          mr.iid,
+          dave.id,
+          "/entra status",
+          {
+            internal,
+          },
+        );
+        expect(delivery.status).toBe(202);
+        await settled(stack);
+      }
+      expect(mr.notes.filter((n) => n.authorId === stack.gitlab.botUser.id)).toHaveLength(2);
     },
   },
   {

@@ -147,6 +147,32 @@ export const GITLAB_REQUESTS: RequestShape[] = [
     source: `${DOC("emoji_reactions")} (award_emoji on notes)`,
   },
 
+  {
+    id: "list merge request notes",
+    method: "GET",
+    path: "/projects/{id}/merge_requests/{merge_request_iid}/notes",
+    query: { ...page, sort: /^(asc|desc)$/, order_by: /^(created_at|updated_at)$/ },
+    source: DOC("notes"),
+  },
+  {
+    id: "create merge request note",
+    method: "POST",
+    path: "/projects/{id}/merge_requests/{merge_request_iid}/notes",
+    body: z.strictObject({
+      body: z.string().min(1).max(1_000_000),
+      internal: bool.optional(),
+      created_at: z.string().optional(),
+    }),
+    source: DOC("notes"),
+  },
+  {
+    id: "edit merge request note",
+    method: "PUT",
+    path: "/projects/{id}/merge_requests/{merge_request_iid}/notes/{note_id}",
+    body: z.strictObject({ body: z.string().min(1).max(1_000_000) }),
+    source: DOC("notes"),
+  },
+
   // ---- CI/CD variables
   {
     id: "list project variables",

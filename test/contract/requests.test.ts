@@ -124,6 +124,7 @@ describe("every request the bot sends fits a documented shape", () => {
       "create project variable",
       "create issue",
       "create issue note",
+      "create merge request note",
       "award emoji on an issue note",
       "effective member (inherited and invited)",
     ]) {
