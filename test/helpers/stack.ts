@@ -1,3 +1,4 @@
+import type { Queue } from "bullmq";
 import { createLogger } from "../../src/logging.ts";
 import { type SandboxOptions, type SandboxStack, startSandboxStack } from "../../src/sandbox/stack.ts";
 import { waitForIdle } from "../../src/sandbox/wait.ts";
@@ -40,4 +41,21 @@ export async function failures(stack: SandboxStack): Promise<string[]> {
     for (const job of await q.getFailed()) out.push(`${q.name}/${job.name}: ${job.failedReason}`);
   }
   return out;
+}
+
+/**
+ * Every job the queue holds in any state (waiting, delayed, active, completed, failed...): unlike Queue.count(),
+ * it does not go down when a worker picks a job up, so "no new job" can be checked without racing the worker.
+ */
+export async function jobsInAnyState(queue: Queue): Promise<number> {
+  const counts = await queue.getJobCounts(
+    "waiting",
+    "delayed",
+    "prioritized",
+    "active",
+    "completed",
+    "failed",
+    "waiting-children",
+  );
+  return Object.values(counts).reduce((a, b) => a + b, 0);
 }
