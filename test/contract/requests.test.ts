@@ -95,7 +95,9 @@ describe("every request the bot sends fits a documented shape", () => {
       ...r,
       query: r.queryString,
     });
-    const graph = stack.entra.stats.requests.filter((r) => r.kind !== "login" && r.kind !== "batch").map(asSent);
+    const graph = stack.entra.stats.requests
+      .filter((r) => r.kind !== "login" && r.kind !== "batch")
+      .map(asSent);
     const batches = stack.entra.stats.requests.filter((r) => r.kind === "batch").map(asSent);
     const gitlab: RecordedRequest[] = stack.gitlab.stats.log;
     expect(graph.length + gitlab.length).toBeGreaterThan(0);
