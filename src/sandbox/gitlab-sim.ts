@@ -105,8 +105,8 @@ export interface SimRequestLog {
   /** Path after /api/v4, without query string. */
   path: string;
   status: number;
-  /** Query string as sent (without "?"; "" when none). */
-  query: string;
+  /** Query string as sent (without "?"); absent when there is none. */
+  query?: string;
   /** The body: parsed JSON, form fields, or text; undefined when none. */
   body?: unknown;
 }
@@ -436,7 +436,13 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     const query = new URL(c.req.url).search.replace(/^\?/, "");
     const sent = method === "GET" || method === "HEAD" ? "" : await c.req.raw.clone().text();
     const record = (status: number) => {
-      stats.log.push({ method, path, status, query, body: requestBody(sent, c.req.header("content-type")) });
+      stats.log.push({
+        method,
+        path,
+        status,
+        ...(query ? { query } : {}),
+        body: requestBody(sent, c.req.header("content-type")),
+      });
       if (stats.log.length > 1000) stats.log.shift();
     };
     if (faults.latencyMs > 0) await sleep(faults.latencyMs);

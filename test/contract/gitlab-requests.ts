@@ -60,6 +60,14 @@ export const GITLAB_REQUESTS: RequestShape[] = [
     source: DOC("members"),
   },
 
+  {
+    id: "effective group member (inherited and invited)",
+    method: "GET",
+    path: "/groups/{id}/members/all/{user_id}",
+    source: DOC("members"),
+  },
+  { id: "get user", method: "GET", path: "/users/{id}", source: DOC("users") },
+
   // ---- issues
   {
     id: "list project issues",

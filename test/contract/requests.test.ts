@@ -99,7 +99,7 @@ describe("every request the bot sends fits a documented shape", () => {
       .filter((r) => r.kind !== "login" && r.kind !== "batch")
       .map(asSent);
     const batches = stack.entra.stats.requests.filter((r) => r.kind === "batch").map(asSent);
-    const gitlab: RecordedRequest[] = stack.gitlab.stats.log;
+    const gitlab: RecordedRequest[] = stack.gitlab.stats.log.map((r) => ({ ...r, query: r.query ?? "" }));
     expect(graph.length + gitlab.length).toBeGreaterThan(0);
     expect([
       ...check(GRAPH_REQUESTS, [...graph, ...batches], "graph-requests.ts"),
