@@ -19,6 +19,11 @@ const approvalSchema = z.object({
   via: z.string(),
   noteId: z.number().int(),
   validUntil: z.number(),
+  /**
+   * What the approver consented to: the policy's grant for the project's path then (policy/grants.ts). A
+   * project moved since (another rule, other template groups) no longer matches it, so the approval is void.
+   */
+  grant: z.string().optional(),
 });
 const requestSchema = z.object({
   projectId: z.number().int(),
@@ -82,9 +87,14 @@ export class ApprovalStore {
     return this.#put("request", requestSchema.parse(rec));
   }
 
-  /** The valid approval for this project and environment, removed so it serves one onboarding only. */
-  takeApproval(projectId: number, environment: string): Promise<Approval | undefined> {
-    return this.#take("approval", approvalSchema, projectId, environment);
+  /**
+   * The valid approval for this project and environment, removed so it serves one onboarding only. With
+   * `grant`, an approval given for another grant (the project has moved to another rule since) is void.
+   */
+  async takeApproval(projectId: number, environment: string, grant?: string): Promise<Approval | undefined> {
+    const approval = await this.#take("approval", approvalSchema, projectId, environment);
+    if (approval && grant !== undefined && approval.grant !== grant) return undefined;
+    return approval;
   }
 
   takeRequest(projectId: number, environment: string): Promise<ApprovalRequest | undefined> {

@@ -5,6 +5,7 @@ import { EntraError } from "../entra/errors.ts";
 import type { GraphApi, GraphApplication } from "../entra/graph.ts";
 import type { BotServicePrincipal } from "../entra/self.ts";
 import type { ProjectRef } from "../gitlab/intents.ts";
+import { moveNeedsNewGrant } from "../policy/grants.ts";
 import { GroupResolver } from "../policy/group-resolver.ts";
 import { bindingRefusal, defaultBinding, type ProjectBinding } from "../policy/protection.ts";
 import { environmentFor, projectRule } from "../policy/rules.ts";
@@ -13,8 +14,8 @@ import type { EntraWriteAudit } from "./entra-audit.ts";
 import { identityLockKey, type LockOptions, withLock } from "./lock.ts";
 import { managedGroups } from "./managed-groups.ts";
 import { MembershipLedger } from "./memberships.ts";
-import { parseIdentityTags } from "./naming.ts";
-import { planIdentity } from "./planner.ts";
+import { appDisplayName, identityTags, parseIdentityTags } from "./naming.ts";
+import { type IdentityPlan, planIdentity } from "./planner.ts";
 import {
   isWrite,
   type Mode,
@@ -107,26 +108,75 @@ export interface OnboardInput {
    * reconciler alone) subjects use the policy's components and nothing is refused for binding.
    */
   binding?: ProjectBinding;
+  /** The project's former path, when this onboarding re-subjects a moved project (moveProject). */
+  movedFrom?: string;
+  /**
+   * Environments someone the policy allows asked for just now (a command past its role and approval gates,
+   * or the automatic onboarding the policy allows): their grant follows the project's current path. For every
+   * other environment, a path that changed what the policy grants it (another rule, other template groups)
+   * does not carry a privileged grant along (policy/grants.ts): its credentials and memberships are removed.
+   */
+  authorized?: readonly string[];
 }
 
 /**
  * The identity's pin, or, for an identity retired when its project looked gone, the retired pin: onboarding a
- * restored project takes its old app back (and enables it again) instead of making a second one.
+ * restored project takes its old app back (and enables it again) instead of making a second one. Every save
+ * records `grantPath`, the path whose grant the identity now holds.
  */
 function pinsWithRetired(
   registry: Registry,
   retired: RetiredIdentities,
   project: ProjectRef,
   environment: string,
+  grantPath: string,
 ): PinStore {
   const store = registry.pinStore(project.id, project.path, environment);
   return {
     get: async () => (await store.get()) ?? (await retired.get(project.id, environment))?.pin,
     save: async (pin) => {
-      await store.save(pin);
+      await store.save({ ...pin, grantPath });
       await retired.remove(project.id, environment);
     },
   };
+}
+
+/**
+ * The plan of an identity whose grant a move voided: no credential, no group; named for the project's
+ * current path. The reconciler then removes its credentials and the memberships the bot made (the app and
+ * principal stay, pinned, for a new /entra onboard).
+ */
+function voidedPlan(deps: OnboardingDeps, project: ProjectRef, environment: string, grantPath: string) {
+  const decision =
+    environmentFor(deps.policy, project.path, environment) ??
+    environmentFor(deps.policy, grantPath, environment);
+  const tags = identityTags(project.id, environment, project.path);
+  const plan: IdentityPlan = {
+    projectId: project.id,
+    projectPath: project.path,
+    environment,
+    rule: decision?.key ?? environment,
+    where: decision?.where ?? environment,
+    privileged: decision?.privileged ?? true,
+    displayName: appDisplayName(deps.policy.naming.prefix, project.path, environment),
+    tags,
+    lookupTag: tags[1] ?? "",
+    fics: [],
+    groups: [],
+    refs: [],
+  };
+  return plan;
+}
+
+function voidedMessage(deps: OnboardingDeps, project: ProjectRef, environment: string, from: string) {
+  const decision = environmentFor(deps.policy, project.path, environment);
+  const why = decision
+    ? `"${environment}" is privileged, and the move from ${from} to ${project.path} changed what the policy grants it (now ${decision.where})`
+    : `the policy has no setting for "${environment}" in the rule that governs ${project.path} (moved from ${from})`;
+  const next = decision
+    ? `ask for it again with /entra onboard ${environment}${decision.settings.approvers?.length ? `, approved by one of ${decision.settings.approvers.join(", ")}` : ""}`
+    : `/entra offboard ${environment} removes it`;
+  return `${why}: a move does not carry a privileged grant into another rule, so its credentials and group memberships were removed (the app registration is kept); ${next}.`;
 }
 
 export async function onboardProject(deps: OnboardingDeps, input: OnboardInput): Promise<OnboardResult> {
@@ -144,10 +194,18 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
   const binding = input.binding ?? defaultBinding(deps.policy);
   const groups = deps.groups ?? new GroupResolver(deps.graph);
   const ledger = new MembershipLedger(deps.redis, deps.keyPrefix);
+  const registeredAtStart = await registry.get(project.id);
   for (const environment of wanted) {
     const empty = { environment, refs: [], subjects: [], groups: [] };
     const decision = environmentFor(deps.policy, project.path, environment);
-    if (!decision) {
+    // The path whose grant this identity holds: a move (or a rename no event announced) may have changed it.
+    const existingPin = await pinsWithRetired(registry, retired, project, environment, project.path).get();
+    const heldAt = existingPin?.grantPath ?? input.movedFrom ?? registeredAtStart?.path ?? project.path;
+    const voided =
+      existingPin !== undefined &&
+      !input.authorized?.includes(environment) &&
+      moveNeedsNewGrant(deps.policy, heldAt, project.path, environment);
+    if (!decision && !voided) {
       const rule = projectRule(deps.policy, project.path);
       outcomes.push({
         ...empty,
@@ -157,9 +215,11 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
       });
       continue;
     }
-    const refusal = input.binding ? bindingRefusal(binding, decision) : undefined;
+    const refusal = input.binding && decision && !voided ? bindingRefusal(binding, decision) : undefined;
     // Set when a refused identity's credentials must go anyway: they name the project's former path.
     let stripped: string | undefined;
+    // Set when a move voided the identity's grant: credentials and memberships go (voidedPlan).
+    let voidMessage: string | undefined;
     if (refusal) {
       const registered = await registry.get(project.id);
       const existing = registeredIdentity(registered, environment);
@@ -171,7 +231,7 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
         deps.log?.(`${environment}: refused: ${message}`);
         outcomes.push({
           ...empty,
-          refs: [...decision.settings.refs],
+          refs: [...(decision?.settings.refs ?? [])],
           status: "refused",
           changes: [],
           message,
@@ -183,24 +243,30 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
       stripped = `${refusal} Its credentials named the project's former path ${registered.path}, so they were removed (the app ${existing.appId} is kept): once GitLab can bind protected refs, /entra onboard ${environment} sets them up again.`;
       deps.log?.(`${environment}: refused: ${stripped}`);
     }
-    let plan: ReturnType<typeof planIdentity>;
-    try {
-      const groupIds = await groups.resolve(
-        decision.settings.groups,
-        templateValues(project.path, environment),
-        `${decision.where}.groups`,
-      );
-      plan = planIdentity({
-        project,
-        environment,
-        policy: deps.policy,
-        issuer: deps.issuer,
-        groups: groupIds,
-        binding,
-      });
-    } catch (err) {
-      outcomes.push(settle(environment, err, empty));
-      continue;
+    let plan: IdentityPlan | undefined;
+    if (voided || !decision) {
+      plan = voidedPlan(deps, project, environment, heldAt);
+      voidMessage = voidedMessage(deps, project, environment, heldAt);
+      deps.log?.(`${environment}: refused: ${voidMessage}`);
+    } else {
+      try {
+        const groupIds = await groups.resolve(
+          decision.settings.groups,
+          templateValues(project.path, environment),
+          `${decision.where}.groups`,
+        );
+        plan = planIdentity({
+          project,
+          environment,
+          policy: deps.policy,
+          issuer: deps.issuer,
+          groups: groupIds,
+          binding,
+        });
+      } catch (err) {
+        outcomes.push(settle(environment, err, empty));
+        continue;
+      }
     }
     if (!plan) {
       outcomes.push({ ...empty, status: "refused", changes: [], message: `no rule for "${environment}"` });
@@ -223,7 +289,8 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
       const seen = tagged;
       const options = {
         botSpId,
-        pins: pinsWithRetired(registry, retired, project, environment),
+        // A voided grant stays voided (drift must not re-grant it); otherwise the grant follows this path.
+        pins: pinsWithRetired(registry, retired, project, environment, voided ? heldAt : project.path),
         // Removable: groups the policy names by id, this plan's resolved groups, and those the bot made.
         managedGroups: new Set([...managed, ...desired.groups, ...made]),
         tagged: seen,
@@ -263,14 +330,17 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
       }
       const writes = r.changes.filter(isWrite).length;
       // A stripped identity (credentials removed, see above) is a refusal, whatever was written to get there.
+      // A voided grant is refused too, except in a plan that still has its removals to make (drift applies them).
       const status =
         r.refused || (stripped && mode === "apply")
           ? "refused"
-          : writes === 0
-            ? "unchanged"
-            : mode === "plan"
-              ? "would-change"
-              : "changed";
+          : voidMessage && (mode === "apply" || writes === 0)
+            ? "refused"
+            : writes === 0
+              ? "unchanged"
+              : mode === "plan"
+                ? "would-change"
+                : "changed";
       deps.log?.(`${environment}: ${status} (${writes} change${writes === 1 ? "" : "s"})`);
       // The job log is what an operator reads in the queue UI: one line per write (or planned write).
       for (const c of r.changes) {
@@ -283,7 +353,7 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
         status,
         changes: r.changes,
         ...(r.identity ? { identity: r.identity } : {}),
-        ...(r.refused || stripped ? { message: r.refused ?? stripped } : {}),
+        ...(r.refused || voidMessage || stripped ? { message: r.refused ?? voidMessage ?? stripped } : {}),
       };
       await audited?.settled(project, outcome);
       outcomes.push(outcome);
@@ -391,12 +461,13 @@ export async function moveProject(
   deps: OnboardingDeps,
   input: { project: ProjectRef; binding?: ProjectBinding },
 ): Promise<OnboardResult> {
-  const { environments } = await managedEnvironments(deps, input.project.id);
+  const { environments, path } = await managedEnvironments(deps, input.project.id);
   const res = await onboardProject(deps, {
     project: input.project,
     environments,
     mode: "apply",
     ...(input.binding ? { binding: input.binding } : {}),
+    ...(path !== undefined ? { movedFrom: path } : {}),
   });
   await new Registry(deps.redis, deps.keyPrefix).setPath(input.project.id, input.project.path);
   return res;

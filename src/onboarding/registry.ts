@@ -35,6 +35,12 @@ export interface IdentityPin {
   spObjectId?: string;
   /** When the bot created the service principal (ISO). */
   spCreatedAt?: string;
+  /**
+   * The project's path when this identity was last granted what its rule gives it (created, or onboarded by
+   * someone the policy allows): a move that changes that grant does not carry it along (policy/grants.ts).
+   * Absent in pins written before it existed: the registry's path stands in.
+   */
+  grantPath?: string;
 }
 
 export const identityPinSchema = z.object({
@@ -47,6 +53,7 @@ export const identityPinSchema = z.object({
   appCreatedAt: z.string().optional(),
   spObjectId: z.string().optional(),
   spCreatedAt: z.string().optional(),
+  grantPath: z.string().optional(),
 });
 
 /** A pin with app and service principal: an identity pipelines can use. */

@@ -37,6 +37,20 @@ describe("ApprovalStore", () => {
     expect(await store.takeApproval(7, "production")).toBeUndefined();
   });
 
+  it("bound to the grant it was given for: asked with another grant (the project moved to another rule), it is void", async () => {
+    const store = new ApprovalStore(redis, prefix);
+    const validUntil = Date.now() + 60_000;
+    await store.recordApproval(approval({ projectId: 11, grant: "payments", validUntil }));
+    expect(await store.takeApproval(11, "production", "default")).toBeUndefined();
+    // Used up all the same: it does not come back for the grant it was given for.
+    expect(await store.takeApproval(11, "production", "payments")).toBeUndefined();
+    await store.recordApproval(approval({ projectId: 11, grant: "payments", validUntil }));
+    expect(await store.takeApproval(11, "production", "payments")).toMatchObject({ grant: "payments" });
+    // An approval recorded without a grant (an older version) does not match any grant.
+    await store.recordApproval(approval({ projectId: 11, validUntil }));
+    expect(await store.takeApproval(11, "production", "payments")).toBeUndefined();
+  });
+
   it("Redis forgets it too (PX TTL), and a value planted under another key is not honoured", async () => {
     const store = new ApprovalStore(redis, prefix);
     await store.recordApproval(approval({ projectId: 9, validUntil: Date.now() + 5_000 }));

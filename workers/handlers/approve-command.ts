@@ -5,6 +5,7 @@ import { code, join, md, plain, type SafeMarkdown, trusted } from "../../src/git
 import { ApprovalStore, approverMatch } from "../../src/onboarding/approvals.ts";
 import { AuditValidationError } from "../../src/onboarding/audit.ts";
 import type { Change, EnvironmentOutcome } from "../../src/onboarding/types.ts";
+import { grantKey } from "../../src/policy/grants.ts";
 import { environmentFor } from "../../src/policy/rules.ts";
 import type { JobContext, WorkContext } from "./context.ts";
 import { type CommandSource, noteReply, onboardNow } from "./onboard-command.ts";
@@ -176,6 +177,8 @@ export async function approveCommand(
       via: match.via,
       noteId,
       validUntil,
+      // What is approved: this rule's grant at this path; a move to another rule voids it (policy-gate.ts).
+      grant: grantKey(rt.policy, project.path, env) ?? "",
     });
     await auditApproval(
       ctx,

@@ -87,7 +87,14 @@ export async function onboardLive(
       notices: [layout.message],
     };
   }
-  const result = await onboardProject(deps, { project, environments: wanted, mode, binding: layout });
+  // The environments asked for (or the policy's automatic ones): their grant follows the live path.
+  const result = await onboardProject(deps, {
+    project,
+    environments: wanted,
+    mode,
+    binding: layout,
+    authorized: wanted,
+  });
   // Its Entra writes were audited as they happened (deps.audit); the GitLab setting change by establishLayout.
   await recordLayout(ctx, project.id, layout);
   return layout.notice ? { ...result, notices: [...(result.notices ?? []), layout.notice] } : result;

@@ -10,10 +10,19 @@ import { report, summary } from "./shared.ts";
 /**
  * Before a project is onboarded at a path, any other project the bot registered at that path is checked
  * against GitLab: whatever freed the path (a deletion, a rename) sent the bot no event, and the old project's
- * credentials must be gone before the newcomer's pipelines can run.
+ * credentials must be gone before the newcomer's pipelines can run. The project itself, registered at another
+ * path (moved without an event), is handled as the move it is first (checkProject): its other identities'
+ * subjects and grants follow the move rules, instead of being left for drift repair to find.
  */
 export async function clearFreedPath(ctx: WorkContext, live: GitLabProject): Promise<void> {
   const registry = new Registry(ctx.rt.redis, ctx.rt.config.queuePrefix);
+  const own = await registry.get(live.id);
+  if (own && own.path !== live.pathWithNamespace) {
+    ctx.note(
+      `project ${live.id} is registered at ${own.path}, GitLab has it at ${live.pathWithNamespace}: moving it first`,
+    );
+    await checkProject(ctx, live.id, { part: "moved" });
+  }
   for (const other of await registry.findByPath(live.pathWithNamespace)) {
     if (other.projectId === live.id) continue;
     ctx.note(

@@ -6,6 +6,7 @@ import { md, type SafeMarkdown } from "../../src/gitlab/markdown-inert.ts";
 import { type Approval, ApprovalStore } from "../../src/onboarding/approvals.ts";
 import { accessLevelName } from "../../src/onboarding/authorize.ts";
 import type { EnvironmentOutcome } from "../../src/onboarding/types.ts";
+import { grantKey } from "../../src/policy/grants.ts";
 import {
   type EnvironmentDecision,
   environmentFor,
@@ -176,7 +177,12 @@ export async function approvalGate(
       gate.environments.push(env);
       continue;
     }
-    const approval = await store.takeApproval(request.project.id, env);
+    // Bound to what was approved: an approval given before the project moved to another rule is void.
+    const approval = await store.takeApproval(
+      request.project.id,
+      env,
+      grantKey(rt.policy, request.project.path, env) ?? "",
+    );
     if (approval) {
       gate.environments.push(env);
       gate.approvals.push(approval);
