@@ -102,8 +102,13 @@ export class ApprovalStore {
   }
 }
 
-/** Lowest access level that counts as membership of an approvers group (Minimal Access, 5, does not). */
-const MIN_GROUP_LEVEL = 10;
+/**
+ * Lowest access level that makes a member of an approvers group an approver: Developer, as in GitLab's own
+ * eligible approvers of a group (inherited members included, Developer or higher: gitlab-org/gitlab!92659).
+ * Membership is inherited by every subgroup, so anything lower would let a Guest or Reporter of the parent
+ * group (a contractor reading issues) approve production for the whole team.
+ */
+const MIN_GROUP_LEVEL = 30;
 
 /**
  * Whether the user is one of the approvers: a username (compared with the user's current username, re-read

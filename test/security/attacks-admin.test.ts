@@ -77,7 +77,12 @@ function sameOrigin(): Record<string, string> {
 const FORGED = JSON.stringify({
   name: "project.moved",
   data: {
-    intent: { type: "project.moved", project: { id: 1, path: "evil/x" }, oldPath: "victim/app", how: "rename" },
+    intent: {
+      type: "project.moved",
+      project: { id: 1, path: "evil/x" },
+      oldPath: "victim/app",
+      how: "rename",
+    },
     trigger: { event: "x", eventId: "forged", receivedAt: "x", source: { kind: "instance" }, signed: false },
   },
 });
@@ -128,7 +133,11 @@ describe("the queue UI cannot add or rewrite jobs, whatever the path looks like"
       ["PATCH", `/admin/queues/api/queues/${name}/${failedJobId}/update-data/`, {}],
       ["PATCH", `/admin/queues/api/queues/${name}/${failedJobId}/update%2Ddata`, {}],
       ["PATCH", `/admin/queues/api/queues/${name}/${failedJobId}/%75pdate-data`, {}],
-      ["POST", `/admin/queues/api/queues/${name}/${failedJobId}/update-data`, { "X-HTTP-Method-Override": "PATCH" }],
+      [
+        "POST",
+        `/admin/queues/api/queues/${name}/${failedJobId}/update-data`,
+        { "X-HTTP-Method-Override": "PATCH" },
+      ],
       ["POST", `/admin/queues/api/queues/${name}/${failedJobId}/update-data?_method=PATCH`, {}],
       ["PUT", `/admin/queues/api/queues/${name}/${failedJobId}/update-data`, {}],
     ];
@@ -150,7 +159,12 @@ describe("the queue UI cannot add or rewrite jobs, whatever the path looks like"
       ["OPTIONS", {}],
       ["POST", { "X-HTTP-Method-Override": "PUT" }],
     ] as const) {
-      await raw(method, pause, { ...viewer, ...extra }, method === "GET" || method === "HEAD" ? undefined : "{}");
+      await raw(
+        method,
+        pause,
+        { ...viewer, ...extra },
+        method === "GET" || method === "HEAD" ? undefined : "{}",
+      );
     }
     expect(await q.isPaused()).toBe(false);
     // The board's read API stays readable for the viewer (the defence is not "everything broken").

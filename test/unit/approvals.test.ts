@@ -97,14 +97,17 @@ describe("approverMatch", () => {
     expect(await approverMatch(api, ["alice"], 404)).toEqual({ ok: false });
   });
 
-  it("a group path counts its effective members from Guest up; Minimal Access does not", async () => {
-    const { api, calls } = fakeGitLab({ 5: "erin", 6: "min" }, { "payments/leads": { 5: 10, 6: 5 } });
+  it("a group path counts its effective members from Developer up, as GitLab's eligible approvers; Guest, Reporter and Minimal Access do not", async () => {
+    const { api, calls } = fakeGitLab(
+      { 5: "erin", 6: "min", 7: "gus", 8: "remy" },
+      { "payments/leads": { 5: 30, 6: 5, 7: 10, 8: 20 } },
+    );
     expect(await approverMatch(api, ["alice", "payments/leads"], 5)).toEqual({
       ok: true,
       via: "group payments/leads",
       username: "erin",
     });
-    expect((await approverMatch(api, ["payments/leads"], 6)).ok).toBe(false);
+    for (const user of [6, 7, 8]) expect((await approverMatch(api, ["payments/leads"], user)).ok).toBe(false);
     // One-segment entries that are not the user's own name are asked as top-level groups.
     expect(calls).toContain("group alice 5");
   });
