@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { inScope, type Policy } from "../config/policy.ts";
 import { stripJwtSignatures } from "../doctor/input.ts";
+import { mayOnboardOnFirstSight } from "../policy/rules.ts";
 import { findCommandLine, MAX_COMMAND_LENGTH } from "./commands.ts";
 import {
   actorOf,
@@ -49,6 +50,9 @@ function quote(v: unknown): string {
 }
 
 const MAX_ISSUES = 3;
+
+/** Environments one Deployment, Pipeline or Job event may carry into job data (see environmentHook). */
+export const MAX_ENVIRONMENTS_PER_EVENT = 50;
 
 /** A relevant event without a field the bot needs: acknowledged, not acted on, and said why. */
 function incomplete(event: string, error: z.ZodError): Normalised {
@@ -256,6 +260,15 @@ function environmentHook(
   const distinct = new Map<string, Seen>();
   for (const e of named) if (!distinct.has(e.name)) distinct.set(e.name, e);
   if (distinct.size === 0) return ignored(`${source} event names no environment`);
+  // A pipeline's jobs (and so the environments it names) are whatever its author pushed: thousands of
+  // environment names would make job data, GitLab calls and first-sight records grow without bound. The
+  // environments some rule could onboard on first sight go first, and at most MAX_ENVIRONMENTS_PER_EVENT
+  // are kept: more could never be onboarded by one event (maxIdentitiesPerProject).
+  const environments = [...distinct.values()]
+    .map((e, i) => ({ e, i, first: mayOnboardOnFirstSight(policy, e.name, e.tier) }))
+    .sort((a, b) => Number(b.first) - Number(a.first) || a.i - b.i)
+    .slice(0, Math.max(MAX_ENVIRONMENTS_PER_EVENT, policy.maxIdentitiesPerProject))
+    .map(({ e }) => e);
 
   const r = projectScopedEvent.safeParse(body);
   if (!r.success) return incomplete(`${event} naming an environment`, r.error);
@@ -266,7 +279,7 @@ function environmentHook(
     {
       type: "environment.seen",
       project,
-      environments: [...distinct.values()],
+      environments,
       source,
       ...(ref ? { ref } : {}),
     },

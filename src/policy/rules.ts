@@ -140,6 +140,17 @@ export function onboardsAutomatically(decision: EnvironmentDecision): boolean {
   return !decision.privileged || decision.settings.autoOnboard;
 }
 
+/**
+ * Whether any rule could onboard this environment on first sight. Path-independent on purpose: the rule that
+ * really applies is the one of the path GitLab reports, known only after the worker's re-read.
+ */
+export function mayOnboardOnFirstSight(policy: Policy, name: string, tier: string | undefined): boolean {
+  return allRules(policy).some((rule) => {
+    const d = environmentIn(rule, name, tier);
+    return d?.settings.onFirstDeployment === true && onboardsAutomatically(d);
+  });
+}
+
 /** How to ask for a privileged environment, in one sentence of plain text (the report escapes it). */
 export function howToRequest(decision: EnvironmentDecision): string {
   const env = decision.name;

@@ -40,7 +40,7 @@ function raw(
   headers: Record<string, string>,
   body?: string,
 ): Promise<{ status: number; text: string }> {
-  const url = new URL(stack.service.url);
+  const url = new URL(stack.service.url as string);
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -68,7 +68,7 @@ function raw(
 function sameOrigin(): Record<string, string> {
   return {
     Authorization: `Bearer ${stack.secrets.adminToken}`,
-    Origin: new URL(stack.service.url).origin,
+    Origin: new URL(stack.service.url as string).origin,
     "Sec-Fetch-Site": "same-origin",
     "Content-Type": "application/json",
   };

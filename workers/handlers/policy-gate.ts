@@ -1,5 +1,6 @@
 import type { Policy } from "../../src/config/policy.ts";
 import { ACCESS_LEVELS } from "../../src/config/policy-schema.ts";
+import type { GitLabApi } from "../../src/gitlab/api.ts";
 import { roleLabel } from "../../src/gitlab/commands.ts";
 import type { ProjectRef, Trigger } from "../../src/gitlab/intents.ts";
 import { md, type SafeMarkdown } from "../../src/gitlab/markdown-inert.ts";
@@ -72,7 +73,7 @@ const cap = (s: string) => `${s[0]?.toUpperCase() ?? ""}${s.slice(1)}`;
  * environment's minAccessLevel: a Developer's pipeline does not obtain a Maintainer-only environment.
  */
 export async function firstSightCheck(
-  rt: Pick<WorkerRuntime, "policy" | "gitlab">,
+  rt: { policy: Policy; gitlab: Pick<GitLabApi, "memberAccessLevel"> },
   project: ProjectRef,
   env: { name: string; tier?: string | undefined },
   deployerId: number | undefined,
