@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import type { Actor, ProjectRef } from "../gitlab/intents.ts";
 import type { Logger } from "../logging.ts";
 import type { AuditRecordInput } from "../onboarding/audit.ts";
+import { REFUSAL_AUDIT_BUDGET, takeAuditBudget } from "../onboarding/audit-budget.ts";
 import { sourceKey, sourceLabel, type WebhookSource } from "./delivery-auth.ts";
 import { metrics } from "./metrics.ts";
 
@@ -68,6 +69,30 @@ export function createRefusalRecorder(opts: {
           "NX",
         );
         if (first !== "OK") return;
+        // Distinct refusals too: the project, path and event name are the sender's to vary.
+        const budget = await takeAuditBudget(
+          opts.redis,
+          opts.keyPrefix,
+          `intake:${sourceKey(r.source)}:${r.reason}`,
+        );
+        if (budget === "over") return;
+        if (budget === "exhausted") {
+          await opts.audit.append({
+            trigger: {
+              event: r.event.slice(0, 200) || "(none)",
+              eventId: r.eventId.slice(0, 200) || "(none)",
+            },
+            change: {
+              op: "refuse",
+              kind: "delivery",
+              target: sourceLabel(r.source),
+              detail: r.reason,
+            },
+            outcome: "refused",
+            message: `more than ${REFUSAL_AUDIT_BUDGET} deliveries of this source were refused (${r.reason}) within a minute: the rest of this minute's are counted in geb_deliveries_refused_total and logged, not recorded here one by one`,
+          });
+          return;
+        }
       }
       await opts.audit.append({
         trigger: {

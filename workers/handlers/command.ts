@@ -18,7 +18,7 @@ import type { Handler, JobContext } from "./context.ts";
 import { type CommandSource, noteReply, onboardCommand } from "./onboard-command.ts";
 import { onboardLive } from "./onboard-live.ts";
 import { commandLimitMessage } from "./policy-gate.ts";
-import { observeDelivery, refuseDelivery, report, summary } from "./shared.ts";
+import { deliveryAuditBudget, observeDelivery, refuseDelivery, report, summary } from "./shared.ts";
 import { confirmProject } from "./truth.ts";
 
 type CommandIntent = Extract<Intent, { type: "command" }>;
@@ -94,7 +94,11 @@ export const onCommand: Handler<CommandIntent> = async (ctx) => {
       `the delivery's comment text holds ${claimed ? `a ${claimed.kind} command` : "no command"}; the note as GitLab has it holds ${command ? `a ${command.kind} command` : "none"} (GitLab's text is used)`,
     );
   }
-  if (claimed?.kind === "approve" && command?.kind !== "approve") {
+  if (
+    claimed?.kind === "approve" &&
+    command?.kind !== "approve" &&
+    (await deliveryAuditBudget(ctx, "approval-unconfirmed")) === "record"
+  ) {
     // An approval GitLab's API does not confirm is one more refusal in the approval trail, where an auditor of
     // privileged environments looks: nothing was approved.
     await auditApproval(

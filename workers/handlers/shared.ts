@@ -2,6 +2,11 @@ import { randomUUID } from "node:crypto";
 import type { ProjectRef } from "../../src/gitlab/intents.ts";
 import { metrics } from "../../src/http/metrics.ts";
 import { type AuditRecordInput, AuditValidationError } from "../../src/onboarding/audit.ts";
+import {
+  type BudgetVerdict,
+  REFUSAL_AUDIT_BUDGET,
+  takeAuditBudget,
+} from "../../src/onboarding/audit-budget.ts";
 import type { OnboardResult } from "../../src/onboarding/types.ts";
 import type { ReportJob } from "../../src/queue/jobs.ts";
 import type { WorkContext } from "./context.ts";
@@ -90,11 +95,40 @@ export async function observeDelivery(
   });
 }
 
+function sourceName(ctx: WorkContext): string {
+  const source = ctx.trigger.source;
+  return source.kind === "namespace" ? `namespace:${source.namespace.toLowerCase()}` : source.kind;
+}
+
+/**
+ * One unit of the audit budget of the delivery's source for records of this kind (audit-budget.ts): what a
+ * delivery the worker refuses names is the sender's to vary, so such records are bounded per source.
+ */
+export function deliveryAuditBudget(ctx: WorkContext, kind: string): Promise<BudgetVerdict> {
+  return takeAuditBudget(ctx.rt.redis, ctx.rt.config.queuePrefix, `worker:${sourceName(ctx)}:${kind}`);
+}
+
 /**
  * A hostile payload can carry text the audit trail refuses (a token-shaped path): the record is still written,
  * without the payload's words, so a forged delivery can neither hide nor make the job fail and retry.
  */
 async function appendDeliveryRecord(ctx: WorkContext, rec: AuditRecordInput): Promise<void> {
+  // Deliveries the worker refuses or contradicts cost a bounded number of records per source and reason.
+  const who = sourceName(ctx);
+  const budget = await deliveryAuditBudget(ctx, `${rec.change.op}:${rec.message ?? ""}`);
+  if (budget === "over") return;
+  if (budget === "exhausted") {
+    await ctx.rt.audit.append({
+      trigger: {
+        event: "(many)",
+        eventId: rec.trigger.eventId.replace(/[^\w.:-]/g, "_").slice(0, 200) || "-",
+      },
+      change: { op: rec.change.op, kind: "delivery", target: "delivery", detail: who },
+      outcome: rec.outcome,
+      message: `more than ${REFUSAL_AUDIT_BUDGET} deliveries of this source were ${rec.change.op === "refuse" ? "refused" : "contradicted by GitLab"} (${rec.message ?? "?"}) within a minute: the rest of this minute's are logged and counted, not recorded here one by one`,
+    });
+    return;
+  }
   try {
     await ctx.rt.audit.append(rec);
   } catch (err) {
