@@ -1,8 +1,10 @@
+import { EntraError } from "../../src/entra/errors.ts";
 import type { GitLabProject } from "../../src/gitlab/api.ts";
+import { code, md, plain, trusted } from "../../src/gitlab/markdown-inert.ts";
 import { isRetired } from "../../src/onboarding/naming.ts";
 import { moveProject, retireProject } from "../../src/onboarding/onboard.ts";
 import { findIdentityApps } from "../../src/onboarding/reconciler.ts";
-import { Registry } from "../../src/onboarding/registry.ts";
+import { Registry, soleOwner } from "../../src/onboarding/registry.ts";
 import type { OnboardResult } from "../../src/onboarding/types.ts";
 import { projectRule } from "../../src/policy/rules.ts";
 import type { WorkContext } from "./context.ts";
@@ -31,11 +33,26 @@ export type ProjectCheck =
   /** The secret that vouched for the work may not speak for this project (refused and audited). */
   | { outcome: "refused" };
 
-/** The path the bot last wrote credentials for: the registry's, else the apps' path tags (registry loss). */
+/**
+ * The path the bot last wrote credentials for: the registry's, else (registry loss) the path tags of apps the
+ * bot alone owns. Tags are labels anyone who registers an app can copy: a look-alike app must not make a
+ * project the bot never onboarded "managed" (lifecycle events would then write GitLab's settings and issues
+ * for it), nor put its tag text into an issue.
+ */
 async function knownPath(ctx: WorkContext, projectId: number): Promise<string | undefined> {
   const registered = await new Registry(ctx.rt.redis, ctx.rt.config.queuePrefix).get(projectId);
   if (registered) return registered.path;
-  const apps = (await findIdentityApps(ctx.rt.graph, projectId)).filter((a) => !isRetired(a.tags));
+  const found = (await findIdentityApps(ctx.rt.graph, projectId)).filter((a) => !isRetired(a.tags));
+  if (found.length === 0) return undefined;
+  const me = await ctx.rt.botSp.objectId();
+  const apps: typeof found = [];
+  for (const app of found) {
+    const owners = await ctx.rt.graph.listApplicationOwners(app.id).catch((err: unknown) => {
+      if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return [];
+      throw err;
+    });
+    if (soleOwner(owners, me)) apps.push(app);
+  }
   if (apps.length === 0) return undefined;
   const tagged = apps.map((a) => a.tags.find((t) => t.startsWith("gitlab-path:"))?.slice(12)).find(Boolean);
   return tagged ?? `project-${projectId}`;
@@ -143,8 +160,9 @@ async function retire(
         project: { id: projectId, path: live.pathWithNamespace },
         result: {
           ...result,
+          // Every value through the escaping layer: the path is the bot's record, but never trusted as markdown.
           notices: [
-            `> **The Azure identities of this project are retired.** ${WHY[reason]}. Their federated credentials and group memberships were removed and their service principals disabled, so no pipeline can log in with them, whoever takes the path \`${path}\` next. The app registrations are kept, disabled, for the audit trail for ${days} day${days === 1 ? "" : "s"}, then deleted. If the project is restored, comment \`/entra onboard\` to set them up again.`,
+            md`> **The Azure identities of this project are retired.** ${plain(WHY[reason])}. Their federated credentials and group memberships were removed and their service principals disabled, so no pipeline can log in with them, whoever takes the path ${code(path)} next. The app registrations are kept, disabled, for the audit trail for ${days} day${days === 1 ? trusted("") : trusted("s")}, then deleted. If the project is restored, comment \`/entra onboard\` to set them up again.`,
           ],
         },
         issue: true,
