@@ -19,6 +19,7 @@ import { renderTerminal } from "../doctor/render.ts";
 import { sourceNote } from "../doctor/reply.ts";
 import { type DoctorDeps, runDoctor } from "../doctor/run.ts";
 import { createGraphApiFromConfig } from "../entra/graph-client.ts";
+import { BotServicePrincipal } from "../entra/self.ts";
 import { AuditLog } from "../onboarding/audit.ts";
 import { resolveIssuer } from "../onboarding/planner.ts";
 import { Registry } from "../onboarding/registry.ts";
@@ -142,7 +143,16 @@ async function main(): Promise<number> {
   try {
     config = loadConfig(process.env, "worker");
     const policy = loadPolicyFile(config.policyFile);
-    deps = { graph: createGraphApiFromConfig(config), policy, issuer: resolveIssuer(policy, config) };
+    const graph = createGraphApiFromConfig(config);
+    deps = {
+      graph,
+      policy,
+      issuer: resolveIssuer(policy, config),
+      // Only the bot's own apps are compared: tags alone prove nothing (run.ts).
+      ...(config.azure.credential
+        ? { botSp: new BotServicePrincipal(graph, config.azure.credential.clientId) }
+        : {}),
+    };
   } catch (e) {
     process.stderr.write(`${e instanceof ConfigError || e instanceof Error ? e.message : String(e)}\n`);
     return 2;

@@ -1,10 +1,12 @@
 import { z } from "zod";
 import type { Policy } from "../config/policy.ts";
-import type { GraphApi } from "../entra/graph.ts";
+import { EntraError } from "../entra/errors.ts";
+import type { GraphApi, GraphApplication } from "../entra/graph.ts";
+import type { BotServicePrincipal } from "../entra/self.ts";
 import type { AuditLog } from "../onboarding/audit.ts";
 import { parseIdentityTags, pathTag } from "../onboarding/naming.ts";
 import { findIdentityApps } from "../onboarding/reconciler.ts";
-import type { Registry } from "../onboarding/registry.ts";
+import { type Registry, soleOwner } from "../onboarding/registry.ts";
 import { type Diagnosis, type DoctorFic, diagnose, type IssuerCheck } from "./diagnose.ts";
 import type { DoctorInput } from "./input.ts";
 import { parseSubject } from "./subject-parts.ts";
@@ -25,6 +27,12 @@ export interface DoctorDeps {
   issuer: string;
   registry?: Registry;
   audit?: AuditLog;
+  /**
+   * The bot's own service principal (object id). With it, only apps the bot alone owns are compared and
+   * named: a tag search also finds look-alikes anyone can register, whose client ids doctor must never
+   * recommend (a pipeline told to use one would log in as someone else's app).
+   */
+  botSp?: Pick<BotServicePrincipal, "objectId">;
   now?: () => Date;
   /** Injected for tests; defaults to global fetch. */
   fetch?: typeof fetch;
@@ -77,14 +85,32 @@ export async function ficChangeTimes(
   return out;
 }
 
+/** The apps among a tag search's results that the bot alone owns (all of them without botSp). */
+async function botsOwn(
+  deps: Pick<DoctorDeps, "graph" | "botSp">,
+  apps: GraphApplication[],
+): Promise<GraphApplication[]> {
+  if (!deps.botSp) return apps;
+  const me = await deps.botSp.objectId();
+  const out: GraphApplication[] = [];
+  for (const app of apps) {
+    const owners = await deps.graph.listApplicationOwners(app.id).catch((err: unknown) => {
+      if (err instanceof EntraError && err.code === "GRAPH_NOT_FOUND") return [];
+      throw err;
+    });
+    if (soleOwner(owners, me)) out.push(app);
+  }
+  return out;
+}
+
 /** Every credential of the project's bot-made identities (optionally one environment), with app and env. */
 export async function loadProjectFics(
-  deps: Pick<DoctorDeps, "graph" | "audit">,
+  deps: Pick<DoctorDeps, "graph" | "audit" | "botSp">,
   projectId: number,
   now: Date,
   environment?: string,
 ): Promise<{ fics: DoctorFic[]; path?: string }> {
-  const apps = await findIdentityApps(deps.graph, projectId, environment);
+  const apps = await botsOwn(deps, await findIdentityApps(deps.graph, projectId, environment));
   const times = deps.audit ? await ficChangeTimes(deps.audit, projectId, now) : new Map<string, Date>();
   const fics: DoctorFic[] = [];
   let path: string | undefined;
@@ -106,7 +132,7 @@ export async function loadProjectFics(
 
 /** Project id from the flag, the token's project_id, or its project_path (registry, then Entra's path tag). */
 export async function resolveProject(
-  deps: Pick<DoctorDeps, "graph" | "registry">,
+  deps: Pick<DoctorDeps, "graph" | "registry" | "botSp">,
   input: DoctorInput,
   explicit?: number,
 ): Promise<{ id: number; path?: string; source: string } | undefined> {
@@ -126,7 +152,7 @@ export async function resolveProject(
     const hit = (await deps.registry.list()).find((p) => p.path === path);
     if (hit) return { id: hit.projectId, path, source: "the registry (by project path)" };
   }
-  for (const app of await deps.graph.listApplicationsByTag(pathTag(path))) {
+  for (const app of await botsOwn(deps, await deps.graph.listApplicationsByTag(pathTag(path)))) {
     const tags = parseIdentityTags(app.tags);
     if (tags) return { id: tags.projectId, path, source: "Entra app tags (by project path)" };
   }

@@ -118,6 +118,52 @@ describe("a planted app's tags", () => {
   });
 });
 
+describe("a planted app's tags in /entra doctor", () => {
+  it("doctor never names a look-alike app's client id, nor compares with its credentials", async () => {
+    const { project } = await stack.driver.createProject("team/doctored", { members: { [alice.id]: 50 } });
+    await settled(stack);
+    // Mallory's app, tagged as this project's production identity, with a credential matching its pipelines:
+    // were the developer told to use its client id, their production pipeline would log in as Mallory's app.
+    const planted = plantApp(stack.entra, {
+      projectId: project.id,
+      environment: "production",
+      path: "team/doctored",
+      owners: [MALLORY],
+    });
+    planted.app.fics.push({
+      id: randomUUID(),
+      name: "zz-mallory",
+      issuer: stack.gitlab.url,
+      subject: "project_path:team/doctored:ref_type:branch:ref:main",
+      audiences: ["api://AzureADTokenExchange"],
+      description: null,
+      claimsMatchingExpression: null,
+      createdAtMs: Date.now() - 3_600_000,
+    });
+    const iid = stack.gitlab.project(project.id)?.issues[0]?.iid ?? 0;
+    await stack.driver.comment(
+      project.id,
+      iid,
+      alice.id,
+      [
+        "/entra doctor AADSTS700016: Application with identifier '00000000-0000-0000-0000-000000000000' was not found in the directory.",
+        `"iss":"${stack.gitlab.url}"`,
+        '"sub":"project_path:team/doctored:ref_type:branch:ref:main"',
+        '"aud":"api://AzureADTokenExchange"',
+      ].join("\n"),
+    );
+    await settled(stack);
+    const reply = stack.gitlab
+      .project(project.id)
+      ?.issues[0]?.notes.filter((n) => n.authorId === stack.gitlab.botUser.id);
+    const text = (reply ?? []).map((n) => n.body).join("\n");
+    expect(text).toContain("doctor");
+    expect(text).not.toContain(planted.app.appId);
+    expect(text).not.toContain("zz-mallory");
+    expect(await failures(stack)).toEqual([]);
+  });
+});
+
 describe("a planted app's tags, under the default (project_id) subject layout", () => {
   let own: SandboxStack;
   beforeAll(async () => {

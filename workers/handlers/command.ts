@@ -253,7 +253,14 @@ async function runCommand(ctx: JobContext<CommandIntent>, command: ParsedCommand
     }
     case "doctor": {
       const body = await doctorReply(
-        { graph: rt.graph, policy: rt.policy, issuer: rt.issuer, registry: rt.registry, audit: rt.audit },
+        {
+          graph: rt.graph,
+          policy: rt.policy,
+          issuer: rt.issuer,
+          registry: rt.registry,
+          audit: rt.audit,
+          botSp: rt.botSp,
+        },
         live.id,
         command.rest,
       );
