@@ -11,6 +11,7 @@ import { isWrite, offboardApp } from "../src/onboarding/reconciler.ts";
 import { soleOwner } from "../src/onboarding/registry.ts";
 import { RetiredIdentities } from "../src/onboarding/retired.ts";
 import { auditChanges } from "./audit-changes.ts";
+import { DRIFT_CHUNK_JOB, sweepChunk } from "./drift-sweep.ts";
 import { recordFindings } from "./findings.ts";
 import { createWorkContext, type WorkContext } from "./handlers/context.ts";
 import { checkProject } from "./handlers/freed-paths.ts";
@@ -21,92 +22,144 @@ export const DRIFT_SCHEDULER_ID = "drift-repair";
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/** What one sweep found and did (the job's return value, its last log line, and `${prefix}:drift:last`). */
+export interface DriftReport {
+  mode: "bulk" | "per-project";
+  projects: number;
+  identities: number;
+  renamed: number;
+  repaired: number;
+  driftFound: number;
+  missing: number;
+  pendingDeletion: number;
+  retired: number;
+  purged: number;
+  findings: number;
+  /** Bulk mode: projects planned from the read-ahead alone, and those taken through the live path. */
+  planned: number;
+  live: number;
+}
+
+export const emptyReport = (mode: DriftReport["mode"]): DriftReport => ({
+  mode,
+  projects: 0,
+  identities: 0,
+  renamed: 0,
+  repaired: 0,
+  driftFound: 0,
+  missing: 0,
+  pendingDeletion: 0,
+  retired: 0,
+  purged: 0,
+  findings: 0,
+  planned: 0,
+  live: 0,
+});
+
+/** A drift job's return value: `done` once the sweep is complete (bulk sweeps span several jobs). */
+export type DriftJobResult = DriftReport & { done: boolean; sweepId: string; busy?: boolean };
+
+export const driftTrigger = (job: Pick<Job, "id">): Trigger => ({
+  event: "drift-repair",
+  eventId: `drift-${job.id}`,
+  receivedAt: new Date().toISOString(),
+  source: { kind: "internal" },
+  signed: false,
+});
+
+/** Where the last complete sweep's report is kept (bench:drift and operators read it). */
+export const lastSweepKey = (prefix: string) => `${prefix}:drift:last`;
+
 /**
- * Reconciles every registered project with what GitLab and the policy say, with the same code as onboarding:
- * 1. GitLab first (freed-paths.ts): a project GitLab no longer has (404), shows pending deletion or at another
- *    path (renamed or transferred without an event, a subgroup moved) gets its credentials retired or
- *    re-subjected at once: a freed path must never keep credentials;
- * 2. then Entra: a plan (reads only), and an apply only where the plan found differences;
- * 3. then retired identities past the retention period (policy retention.disabledIdentityDays) are deleted.
+ * Drift repair: DRIFT_SWEEP_MODE=bulk (default) sweeps in resumable chunks with bulk reads (drift-sweep.ts);
+ * per-project walks every registered project in one job with its own reads, the original loop.
  */
-export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
-  const trigger: Trigger = {
-    event: "drift-repair",
-    eventId: `drift-${job.id}`,
-    receivedAt: new Date().toISOString(),
-    source: { kind: "internal" },
-    signed: false,
-  };
-  const ctx = createWorkContext(rt, trigger, job, log, "drift");
-  const deps = ctx.onboarding();
-  const report = {
-    projects: 0,
-    renamed: 0,
-    repaired: 0,
-    driftFound: 0,
-    missing: 0,
-    pendingDeletion: 0,
-    retired: 0,
-    purged: 0,
-    findings: 0,
-  };
+export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger): Promise<DriftJobResult> {
+  if (rt.config.drift.mode === "bulk") return sweepChunk(rt, job, log);
+  // A bulk sweep's follow-up left in the queue by a switch to per-project mode: the next run covers it all.
+  if (job.name === DRIFT_CHUNK_JOB) return { ...emptyReport("per-project"), done: true, sweepId: "" };
+  const ctx = createWorkContext(rt, driftTrigger(job), job, log, "drift");
+  const report = emptyReport("per-project");
   for (const project of await rt.registry.list()) {
     report.projects += 1;
-    const check = await checkProject(ctx, project.projectId, { part: `p${project.projectId}` });
-    if (check.outcome === "retired") {
-      metrics.driftFoundTotal.inc({ kind: "project-gone" });
-      metrics.driftRepairedTotal.inc({ kind: "project-gone" });
-      report.retired += 1;
-      if (check.reason === "pending-deletion") report.pendingDeletion += 1;
-      else report.missing += 1;
-      continue;
-    }
-    if (check.outcome === "moved") {
-      metrics.driftFoundTotal.inc({ kind: "project-path" });
-      metrics.driftRepairedTotal.inc({ kind: "project-path" });
-      report.renamed += 1;
-      continue;
-    }
-    if (check.outcome !== "unchanged") continue;
-
-    // The same layout decision as every onboarding (subject-components.ts via establishLayout): a policy change
-    // (a rule that now binds refs) is set in GitLab first, then the credentials converge to it.
-    const layout = await establishLayout(ctx, check.live);
-    if (!layout.ok) {
-      log.warn(
-        { project: project.projectId },
-        "no token subject layout GitLab accepts; credentials left as they are",
-      );
-      ctx.note(`project ${project.projectId}: ${layout.message}`);
-      continue;
-    }
-    await recordLayout(ctx, project.projectId, layout);
-    const binding = layout;
-    const plan = await projectStatus(deps, project.projectId, { path: project.path, binding });
-    // Look-alike apps and memberships in groups no rule names: reported, never repaired.
-    report.findings += await recordFindings(rt, trigger, plan, job);
-    const drifted = plan.environments.filter((e) => e.status === "would-change");
-    if (drifted.length === 0) continue;
-    for (const env of drifted) {
-      const writes = env.changes.filter(isWrite);
-      for (const c of writes) metrics.driftFoundTotal.inc({ kind: c.kind });
-      report.driftFound += writes.length;
-    }
-    const result = await onboardProject(deps, {
-      project: { id: project.projectId, path: project.path },
-      environments: drifted.map((e) => e.environment),
-      mode: "apply",
-      binding,
-    });
-    for (const env of result.environments) {
-      const writes = env.changes.filter(isWrite);
-      for (const c of writes) metrics.driftRepairedTotal.inc({ kind: c.kind });
-      report.repaired += writes.length;
-    }
+    report.identities += Object.keys(project.environments).length;
+    await repairProject(ctx, project.projectId, project.path, report);
   }
   report.purged = await purgeRetired(ctx);
   await job.log(`drift repair: ${JSON.stringify(report)}`);
-  return report;
+  const result = { ...report, done: true, sweepId: `drift-${job.id}` };
+  await rt.redis.set(
+    lastSweepKey(rt.config.queuePrefix),
+    JSON.stringify({ ...result, finishedAt: new Date().toISOString() }),
+  );
+  return result;
+}
+
+/**
+ * Reconciles one registered project with what GitLab and the policy say, with the same code as onboarding and
+ * live reads only:
+ * 1. GitLab first (freed-paths.ts): a project GitLab no longer has (404), shows pending deletion or at another
+ *    path (renamed or transferred without an event, a subgroup moved) gets its credentials retired or
+ *    re-subjected at once: a freed path must never keep credentials;
+ * 2. then Entra: a plan (reads only), and an apply only where the plan found differences.
+ * The per-project sweep runs it for every project; the bulk sweep for every project its read-ahead could not
+ * show to be in order.
+ */
+export async function repairProject(
+  ctx: WorkContext,
+  projectId: number,
+  path: string,
+  report: DriftReport,
+): Promise<void> {
+  const { rt, log } = ctx;
+  const check = await checkProject(ctx, projectId, { part: `p${projectId}` });
+  if (check.outcome === "retired") {
+    metrics.driftFoundTotal.inc({ kind: "project-gone" });
+    metrics.driftRepairedTotal.inc({ kind: "project-gone" });
+    report.retired += 1;
+    if (check.reason === "pending-deletion") report.pendingDeletion += 1;
+    else report.missing += 1;
+    return;
+  }
+  if (check.outcome === "moved") {
+    metrics.driftFoundTotal.inc({ kind: "project-path" });
+    metrics.driftRepairedTotal.inc({ kind: "project-path" });
+    report.renamed += 1;
+    return;
+  }
+  if (check.outcome !== "unchanged") return;
+
+  // The same layout decision as every onboarding (subject-components.ts via establishLayout): a policy change
+  // (a rule that now binds refs) is set in GitLab first, then the credentials converge to it.
+  const layout = await establishLayout(ctx, check.live);
+  if (!layout.ok) {
+    log.warn({ project: projectId }, "no token subject layout GitLab accepts; credentials left as they are");
+    ctx.note(`project ${projectId}: ${layout.message}`);
+    return;
+  }
+  await recordLayout(ctx, projectId, layout);
+  const deps = ctx.onboarding();
+  const plan = await projectStatus(deps, projectId, { path, binding: layout });
+  // Look-alike apps and memberships in groups no rule names: reported, never repaired.
+  report.findings += await recordFindings(rt, ctx.trigger, plan, ctx.job);
+  const drifted = plan.environments.filter((e) => e.status === "would-change");
+  if (drifted.length === 0) return;
+  for (const env of drifted) {
+    const writes = env.changes.filter(isWrite);
+    for (const c of writes) metrics.driftFoundTotal.inc({ kind: c.kind });
+    report.driftFound += writes.length;
+  }
+  const result = await onboardProject(deps, {
+    project: { id: projectId, path },
+    environments: drifted.map((e) => e.environment),
+    mode: "apply",
+    binding: layout,
+  });
+  for (const env of result.environments) {
+    const writes = env.changes.filter(isWrite);
+    for (const c of writes) metrics.driftRepairedTotal.inc({ kind: c.kind });
+    report.repaired += writes.length;
+  }
 }
 
 /**
@@ -114,7 +167,7 @@ export async function repairDrift(rt: WorkerRuntime, job: Job, log: Logger) {
  * registry:rebuild). Only an app the bot alone owns and that is still retired is deleted; one onboarded again
  * meanwhile, or owned by someone else, is dropped from the list and left as it is.
  */
-async function purgeRetired(ctx: WorkContext): Promise<number> {
+export async function purgeRetired(ctx: WorkContext): Promise<number> {
   const { rt } = ctx;
   const retired = new RetiredIdentities(rt.redis, rt.config.queuePrefix);
   const cutoff = new Date(Date.now() - rt.policy.retention.disabledIdentityDays * DAY_MS);

@@ -4,7 +4,7 @@ import type { Policy } from "../src/config/policy.ts";
 import { createTokenCredential } from "../src/entra/credential.ts";
 import type { GraphApi } from "../src/entra/graph.ts";
 import { createGraphApi } from "../src/entra/graph-client.ts";
-import { createRedisPacer } from "../src/entra/pacer.ts";
+import { createRedisPacer, type GraphPacer } from "../src/entra/pacer.ts";
 import { BotServicePrincipal } from "../src/entra/self.ts";
 import { createGitLabApi, type GitLabApi } from "../src/gitlab/api.ts";
 import { isGitLabError } from "../src/gitlab/errors.ts";
@@ -36,6 +36,8 @@ export interface WorkerRuntime {
   tenantId: string;
   /** Group templates -> ids, cached for the life of the worker. */
   groups: GroupResolver;
+  /** The shared Graph budget (GRAPH_WRITES_PER_SECOND > 0): writes take from it, drift's bulk reads its spare half. */
+  graphPacer?: GraphPacer;
   /**
    * Onboarding dependencies for one job: every Entra write it makes is audited under `trigger` (required, so
    * no Entra work can run unaudited). `where` labels ownership collisions in geb_ownership_collisions_total.
@@ -103,21 +105,21 @@ export function createWorkerRuntime(opts: {
     metrics.graphRequestsTotal.inc({ operation: graphOperation(method, path), status: String(status) });
     if (status === 429) metrics.throttledTotal.inc({ service: "graph" });
   };
+  // One bucket for every worker process on this prefix: together they stay under the tenant's budget.
+  const pacer =
+    config.graphWritesPerSecond > 0
+      ? createRedisPacer(redis, {
+          key: `${config.queuePrefix}:graph-writes`,
+          ratePerSecond: config.graphWritesPerSecond,
+        })
+      : undefined;
   const graph =
     opts.graph ??
     createGraphApi({
       graphBaseUrl: config.azure.graphBaseUrl,
       credential: createTokenCredential(config.azure),
       onRequest,
-      // One bucket for every worker process on this prefix: together they stay under the tenant's budget.
-      ...(config.graphWritesPerSecond > 0
-        ? {
-            pacer: createRedisPacer(redis, {
-              key: `${config.queuePrefix}:graph-writes`,
-              ratePerSecond: config.graphWritesPerSecond,
-            }),
-          }
-        : {}),
+      ...(pacer ? { pacer } : {}),
     });
   const gitlab = instrumentGitLab(
     opts.gitlab ?? createGitLabApi({ url: config.gitlab.url, token: config.gitlab.token }),
@@ -141,6 +143,7 @@ export function createWorkerRuntime(opts: {
     issuer,
     tenantId: credential.tenantId,
     groups,
+    ...(pacer ? { graphPacer: pacer } : {}),
     onboarding: (log, where, trigger) => ({
       graph,
       botSp,

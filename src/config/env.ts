@@ -156,6 +156,21 @@ const envSchema = z.object({
     .min(0)
     .default(3600),
   /**
+   * bulk: drift reads GitLab paths from paged project listings and Entra through one app listing plus $batch,
+   * in resumable chunks (workers/drift-sweep.ts). per-project: one project after another with its own reads
+   * (the original loop, kept as the benchmark baseline and as a fallback).
+   */
+  DRIFT_SWEEP_MODE: z
+    .enum(["bulk", "per-project"], { message: 'must be "bulk" or "per-project"' })
+    .default("bulk"),
+  /** Projects per drift chunk job: a killed worker redoes at most one chunk. */
+  DRIFT_CHUNK_SIZE: z.coerce
+    .number({ message: "must be a number of projects" })
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(500),
+  /**
    * Entra replication (reference/entra.md §9): how long after the bot created an object an answer saying it
    * does not exist is still taken for replication and waited out (in the step, then across job attempts), and
    * the first pause inside a step (doubling, at most 15 s). Tests shorten the pause.
@@ -249,6 +264,7 @@ export interface Config {
   /** WORKER_HTTP_PORT: where a worker-only process serves health and metrics; undefined = no HTTP. */
   workerHttpPort?: number;
   driftIntervalSeconds: number;
+  drift: { mode: "bulk" | "per-project"; chunkSize: number };
   graphWritesPerSecond: number;
   gitlab: {
     url: string | undefined;
@@ -388,6 +404,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     workerConcurrency: e.WORKER_CONCURRENCY,
     ...(e.WORKER_HTTP_PORT !== undefined ? { workerHttpPort: e.WORKER_HTTP_PORT } : {}),
     driftIntervalSeconds: e.DRIFT_INTERVAL_SECONDS,
+    drift: { mode: e.DRIFT_SWEEP_MODE, chunkSize: e.DRIFT_CHUNK_SIZE },
     graphWritesPerSecond: e.GRAPH_WRITES_PER_SECOND,
     gitlab: {
       url: e.GITLAB_URL,

@@ -12,6 +12,8 @@ import type { Config } from "../config/env.ts";
 import { createTokenCredential, graphScope } from "./credential.ts";
 import { EntraError, errorFromGraph, type GraphOperation } from "./errors.ts";
 import type {
+  BulkAnswers,
+  BulkRead,
   DirectoryObjectRef,
   FicSpec,
   GraphApi,
@@ -85,6 +87,30 @@ const servicePrincipalWithCredentialsSchema = servicePrincipalSchema.extend({
   keyCredentials: credentialList,
 });
 const APP_SELECT = "id,appId,displayName,tags,passwordCredentials,keyCredentials";
+/** JSON batching: at most 20 requests per $batch (reference/entra.md section 6). */
+const MAX_BATCH = 20;
+/** A throttled batch item waits at most this long before its one retry; past it, it is read alone later. */
+const MAX_ITEM_RETRY_WAIT_MS = 30_000;
+const batchResponseSchema = z.object({
+  responses: z.array(
+    z
+      .object({
+        id: z.string(),
+        status: z.number(),
+        headers: z.record(z.string(), z.unknown()).nullish(),
+        body: z.unknown().optional(),
+      })
+      .passthrough(),
+  ),
+});
+const headerValue = (
+  headers: Record<string, unknown> | null | undefined,
+  name: string,
+): string | undefined => {
+  for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name) return String(v);
+  return undefined;
+};
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const SP_SELECT = "id,appId,accountEnabled,passwordCredentials,keyCredentials";
 
 const P = {
@@ -134,12 +160,14 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
+    // A $batch of reads is a POST that writes nothing: its caller paces it (bulkRead's `pace`).
+    paced = method !== "GET",
   ): Promise<RawResult> {
     // Explicit Accept-Language: undici sends "*", which /applications rejects ("Invalid language specified").
     let req = client.api(path).responseType(ResponseType.RAW).header("Accept-Language", "en-US");
     for (const [k, v] of Object.entries(headers)) req = req.header(k, v);
     // Pace writes before Graph has to say 429; reads are not paced.
-    if (method !== "GET") await opts.pacer?.acquire();
+    if (paced) await opts.pacer?.acquire();
     let res: Response;
     try {
       const sent: unknown =
@@ -236,6 +264,37 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
   });
   const toRefs = (objs: z.infer<typeof directoryRefSchema>[]): DirectoryObjectRef[] =>
     objs.map((o) => ({ id: o.id, type: o["@odata.type"] ?? "#microsoft.graph.directoryObject" }));
+  const toFic = (f: z.infer<typeof ficSchema>): GraphFic => ({
+    id: f.id,
+    name: f.name,
+    issuer: f.issuer,
+    subject: f.subject ?? null,
+    audiences: f.audiences,
+    description: f.description,
+  });
+  // memberOf also lists directory roles and administrative units; only groups are the bot's business.
+  const groupIds = (objs: z.infer<typeof directoryObjectSchema>[]) =>
+    objs
+      .filter((o) => (o["@odata.type"] ?? "#microsoft.graph.group") === "#microsoft.graph.group")
+      .map((o) => o.id);
+  const toSpWithCredentials = (
+    sp: z.infer<typeof servicePrincipalWithCredentialsSchema>,
+  ): GraphServicePrincipal => ({ ...toSp(sp), credentialCount: countCredentials(sp) });
+  /** The one-by-one read's URL for each bulk read (relative to the version, as $batch wants it). */
+  const bulkUrl = (r: BulkRead): string => {
+    switch (r.kind) {
+      case "owners":
+        return `/applications/${r.appObjectId}/owners?$select=id`;
+      case "servicePrincipal":
+        return `/servicePrincipals/${r.id}?$select=${SP_SELECT}`;
+      case "fics":
+        return `/applications/${r.appObjectId}/federatedIdentityCredentials`;
+      case "memberOf":
+        return `/servicePrincipals/${r.principalObjectId}/memberOf?$select=id`;
+    }
+  };
+  const bulkKey = (r: BulkRead): string =>
+    `${r.kind}:${r.kind === "servicePrincipal" ? r.id : r.kind === "memberOf" ? r.principalObjectId : r.appObjectId}`;
   const orNull = async <T>(fn: () => Promise<T>): Promise<T | null> => {
     try {
       return await fn();
@@ -255,6 +314,106 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
         `/applications?$filter=${filter}&$select=id,appId,displayName,tags`,
       );
       return apps.map(toApp);
+    },
+
+    async listApplicationsWithTag(tag, o) {
+      const op = { action: `list app registrations tagged ${tag}`, permission: P.appRead };
+      const filter = encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
+      const apps: GraphApplication[] = [];
+      let path: string | undefined = `/applications?$filter=${filter}&$select=${APP_SELECT}&$top=999`;
+      while (path) {
+        await o?.pace?.();
+        const r: RawResult = await send(op, "GET", path, undefined, {}, false);
+        const pg = parse(op, page(applicationWithCredentialsSchema), r);
+        apps.push(...pg.value.map(toAppWithCredentials));
+        path = pg["@odata.nextLink"];
+      }
+      return apps;
+    },
+
+    async bulkRead(reads, o) {
+      const op = {
+        action: "read app registrations and service principals in bulk ($batch)",
+        permission: P.appRead,
+      };
+      const answers = new Map<string, unknown>();
+      let requests = 0;
+      const unique = [...new Map(reads.map((r) => [bulkKey(r), r])).values()];
+      const chunks: BulkRead[][] = [];
+      for (let i = 0; i < unique.length; i += MAX_BATCH) chunks.push(unique.slice(i, i + MAX_BATCH));
+
+      /** One item's complete answer, or undefined (not 200, more pages, an unexpected shape). */
+      const answer = (r: BulkRead, body: unknown): unknown => {
+        if (r.kind === "servicePrincipal") {
+          const sp = servicePrincipalWithCredentialsSchema.safeParse(body);
+          return sp.success ? toSpWithCredentials(sp.data) : undefined;
+        }
+        const schema =
+          r.kind === "fics" ? ficSchema : r.kind === "owners" ? directoryRefSchema : directoryObjectSchema;
+        const pg = page(schema).safeParse(body);
+        if (!pg.success || pg.data["@odata.nextLink"]) return undefined;
+        if (r.kind === "fics") return (pg.data.value as z.infer<typeof ficSchema>[]).map(toFic);
+        if (r.kind === "owners") return toRefs(pg.data.value as z.infer<typeof directoryRefSchema>[]);
+        return groupIds(pg.data.value as z.infer<typeof directoryObjectSchema>[]);
+      };
+
+      const runBatch = async (
+        items: BulkRead[],
+      ): Promise<{ throttled: BulkRead[]; retryAfterMs: number }> => {
+        await o?.pace?.();
+        requests += 1;
+        const byId = new Map(items.map((r, i) => [String(i + 1), r]));
+        const res = await send(
+          op,
+          "POST",
+          "/$batch",
+          { requests: items.map((r, i) => ({ id: String(i + 1), method: "GET", url: bulkUrl(r) })) },
+          { "Content-Type": "application/json" },
+          false,
+        );
+        const parsed = batchResponseSchema.parse(res.body);
+        const throttled: BulkRead[] = [];
+        let retryAfterMs = 0;
+        // Responses come in any order: matched by id.
+        for (const item of parsed.responses) {
+          const r = byId.get(item.id);
+          if (!r) continue;
+          if (item.status === 429) {
+            throttled.push(r);
+            const after = Number(headerValue(item.headers, "retry-after"));
+            retryAfterMs = Math.max(retryAfterMs, Number.isFinite(after) ? Math.ceil(after * 1000) : 1000);
+            continue;
+          }
+          if (item.status !== 200) continue;
+          const value = answer(r, item.body);
+          if (value !== undefined) answers.set(bulkKey(r), value);
+        }
+        return { throttled, retryAfterMs };
+      };
+
+      const concurrency = Math.max(1, o?.concurrency ?? 4);
+      let next = 0;
+      const lane = async () => {
+        while (next < chunks.length) {
+          const items = chunks[next++] as BulkRead[];
+          const first = await runBatch(items);
+          // Each item is throttled on its own; SDKs do not retry them: once, after the longest Retry-After.
+          if (first.throttled.length > 0) {
+            await sleep(Math.min(first.retryAfterMs, MAX_ITEM_RETRY_WAIT_MS));
+            await runBatch(first.throttled);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(concurrency, chunks.length) }, lane));
+      const get = <T>(key: string) => answers.get(key) as T | undefined;
+      return {
+        owners: (id) => get<DirectoryObjectRef[]>(`owners:${id}`),
+        servicePrincipal: (id) => get<GraphServicePrincipal>(`servicePrincipal:${id}`),
+        fics: (id) => get<GraphFic[]>(`fics:${id}`),
+        memberOf: (id) => get<string[]>(`memberOf:${id}`),
+        requests,
+        answered: answers.size,
+      } satisfies BulkAnswers;
     },
 
     async createApplication(app: NewApplication) {
@@ -317,16 +476,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
         permission: P.appRead,
       };
       const fics = await listAll(op, ficSchema, `/applications/${appObjectId}/federatedIdentityCredentials`);
-      return fics.map(
-        (f): GraphFic => ({
-          id: f.id,
-          name: f.name,
-          issuer: f.issuer,
-          subject: f.subject ?? null,
-          audiences: f.audiences,
-          description: f.description,
-        }),
-      );
+      return fics.map(toFic);
     },
 
     async upsertFederatedCredential(appObjectId, name, spec: FicSpec) {
@@ -370,10 +520,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
         directoryObjectSchema,
         `/servicePrincipals/${principalObjectId}/memberOf?$select=id`,
       );
-      // memberOf also lists directory roles and administrative units; only groups are the bot's business.
-      return objs
-        .filter((o) => (o["@odata.type"] ?? "#microsoft.graph.group") === "#microsoft.graph.group")
-        .map((o) => o.id);
+      return groupIds(objs);
     },
 
     async addGroupMember(groupId, principalObjectId) {
@@ -469,7 +616,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
           servicePrincipalWithCredentialsSchema,
           await send(op, "GET", `/servicePrincipals/${id}?$select=${SP_SELECT}`),
         );
-        return { ...toSp(sp), credentialCount: countCredentials(sp) };
+        return toSpWithCredentials(sp);
       });
     },
 

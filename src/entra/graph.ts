@@ -61,9 +61,48 @@ export interface GraphGroup {
   displayName: string;
 }
 
+/**
+ * One read a $batch can carry (drift's bulk sweep). Each is the very request its one-by-one method sends
+ * (listApplicationOwners, getServicePrincipal, listFederatedCredentials, listGroupMemberships).
+ */
+export type BulkRead =
+  | { kind: "owners"; appObjectId: string }
+  | { kind: "servicePrincipal"; id: string }
+  | { kind: "fics"; appObjectId: string }
+  | { kind: "memberOf"; principalObjectId: string };
+
+/** What a bulk read answered, by read; a read it could not answer in full is absent (read it alone). */
+export interface BulkAnswers {
+  owners(appObjectId: string): DirectoryObjectRef[] | undefined;
+  servicePrincipal(id: string): GraphServicePrincipal | undefined;
+  fics(appObjectId: string): GraphFic[] | undefined;
+  memberOf(principalObjectId: string): string[] | undefined;
+  /** HTTP requests the bulk read sent ($batch envelopes, retries included) and reads it answered. */
+  readonly requests: number;
+  readonly answered: number;
+}
+
+export interface BulkReadOptions {
+  /** Awaited before each $batch request (the sweep's low-priority share of the pacer). */
+  pace?: () => Promise<void>;
+  /** $batch requests in flight at once (default 4). */
+  concurrency?: number;
+}
+
 export interface GraphApi {
   /** Apps carrying the exact tag (all pages). */
   listApplicationsByTag(tag: string): Promise<GraphApplication[]>;
+  /**
+   * Every app carrying the tag, in pages of 999 with what getApplication reads (credential counts included):
+   * one listing instead of one read per app.
+   */
+  listApplicationsWithTag(tag: string, opts?: Pick<BulkReadOptions, "pace">): Promise<GraphApplication[]>;
+  /**
+   * Reads in JSON $batch requests of 20 (reference/entra.md section 6). Only answers that are complete (200,
+   * one page) are kept; an item throttled (429) is retried once after its Retry-After, anything else is left
+   * out for the caller to read alone, so a bulk read never decides more than a one-by-one read would.
+   */
+  bulkRead(reads: readonly BulkRead[], opts?: BulkReadOptions): Promise<BulkAnswers>;
   /** Creates an app with signInAudience AzureADMyOrg. */
   createApplication(app: NewApplication): Promise<GraphApplication>;
   updateApplication(id: string, patch: Partial<NewApplication>): Promise<void>;

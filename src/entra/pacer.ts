@@ -8,6 +8,13 @@ import type { Redis } from "ioredis";
 export interface GraphPacer {
   /** Resolves when this caller may send one write. */
   acquire(): Promise<void>;
+  /**
+   * Low priority (drift's bulk sweep): takes one token only while the bucket keeps at least half its burst
+   * afterwards, and otherwise waits for the refill without queueing ahead of anyone. Onboarding writes, which
+   * take tokens in arrival order, therefore always find the other half: a sweep never starves onboarding, and
+   * together they never exceed the one shared rate.
+   */
+  acquireSpare(): Promise<void>;
 }
 
 export interface RedisPacerOptions {
@@ -29,13 +36,16 @@ export interface RedisPacerOptions {
  * Refill by elapsed time, take one token, return how long the caller must wait (ms) for it. Tokens may go
  * negative: a caller reserves a future slot and sleeps until it, so waiting callers are served in arrival
  * order and nobody polls. The clock is Redis's own (TIME), the same for every process.
- * KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst; ARGV[3] optional clock in µs (tests).
- * Returns wait in ms (0 = go now).
+ * KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst; ARGV[3] clock in µs ("" = Redis TIME; tests);
+ * ARGV[4] optional reserve: take only if at least this many tokens remain after the take, else take nothing
+ * and return how long until that holds (the low-priority caller sleeps and asks again).
+ * Returns wait in ms (0 = go now, token taken).
  */
 const TAKE = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local reserve = tonumber(ARGV[4])
 if now == nil then
   local t = redis.call("TIME")
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -51,6 +61,11 @@ if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate / 1000000)
   at = now
 end
+if reserve ~= nil and tokens - 1 < reserve then
+  redis.call("HSET", KEYS[1], "tokens", string.format("%.6f", tokens), "at", string.format("%.0f", at))
+  redis.call("PEXPIRE", KEYS[1], math.ceil(math.max(0, burst - tokens) * 1000 / rate) + 1000)
+  return math.max(1, math.ceil((reserve + 1 - tokens) * 1000 / rate))
+end
 tokens = tokens - 1
 redis.call("HSET", KEYS[1], "tokens", string.format("%.6f", tokens), "at", string.format("%.0f", at))
 -- Once full again the bucket equals a missing key, so let it expire then.
@@ -62,14 +77,14 @@ return math.ceil(-tokens * 1000 / rate)
 const COMMAND = "gebGraphPacerTake";
 
 type WithTake = Redis & {
-  [COMMAND](key: string, rate: string, burst: string, nowMicros?: string): Promise<number>;
+  [COMMAND](key: string, rate: string, burst: string, nowMicros: string, reserve?: string): Promise<number>;
 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A pacer over Redis (one round trip per write); `ratePerSecond` <= 0 means no pacing. */
 export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPacer {
-  if (!(opts.ratePerSecond > 0)) return { acquire: async () => {} };
+  if (!(opts.ratePerSecond > 0)) return { acquire: async () => {}, acquireSpare: async () => {} };
   const rate = String(opts.ratePerSecond);
   const burst = String(Math.max(1, opts.burst ?? opts.ratePerSecond));
   // defineCommand caches the script by SHA (EVALSHA, falling back to EVAL once per connection).
@@ -77,14 +92,19 @@ export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPa
   const r = redis as WithTake;
   const wait = opts.sleep ?? sleep;
   const clock = opts.now;
+  const now = () => (clock ? String(Math.round(clock() * 1000)) : "");
+  const reserve = String(Number(burst) / 2);
   return {
     async acquire() {
-      const waitMs = Number(
-        clock
-          ? await r[COMMAND](opts.key, rate, burst, String(Math.round(clock() * 1000)))
-          : await r[COMMAND](opts.key, rate, burst),
-      );
+      const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now()));
       if (waitMs > 0) await wait(waitMs);
+    },
+    async acquireSpare() {
+      for (;;) {
+        const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now(), reserve));
+        if (waitMs === 0) return;
+        await wait(waitMs);
+      }
     },
   };
 }

@@ -114,6 +114,15 @@ export interface GitLabApi {
   currentUser(): Promise<GitLabUser>;
   getProject(id: ProjectId): Promise<GitLabProject>;
   /**
+   * One page (one request) of the projects the bot is a member of, by ascending id after `idAfter`
+   * (`GET /projects?membership=true&order_by=id&sort=asc&id_after=`): drift's bulk sweep reads paths this way
+   * instead of one `GET /projects/:id` per project. `last` is true when GitLab has no more.
+   */
+  listProjectsPage(opts: {
+    idAfter: number;
+    perPage: number;
+  }): Promise<{ projects: GitLabProject[]; last: boolean }>;
+  /**
    * `GET /projects/:url-encoded-path`: whoever holds the path now (GitLab follows the redirect a rename leaves
    * behind until the old path is taken), or null on 404.
    */
@@ -313,6 +322,21 @@ export function createGitLabApi(options: GitLabApiOptions): GitLabApi {
 
     async getProject(id) {
       return toProject(await gl.Projects.show(id));
+    },
+
+    async listProjectsPage({ idAfter, perPage }) {
+      const per = Math.min(100, Math.max(1, Math.trunc(perPage)));
+      // membership=true: without it a non-admin token lists every public and internal project of the instance.
+      const raw: unknown = await gl.Projects.all({
+        membership: true,
+        orderBy: "id",
+        sort: "asc",
+        idAfter,
+        perPage: per,
+        maxPages: 1,
+      });
+      const projects = asArray(raw, "project list").map(toProject);
+      return { projects, last: projects.length < per };
     },
 
     async findProjectByPath(path) {

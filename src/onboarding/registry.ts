@@ -221,6 +221,14 @@ export class Registry {
     await tx.exec();
   }
 
+  /** Registered project ids, ascending (drift's sweep walks them in chunks). */
+  async ids(): Promise<number[]> {
+    return (await this.#redis.smembers(this.#index))
+      .map(Number)
+      .filter(Number.isSafeInteger)
+      .sort((a, b) => a - b);
+  }
+
   async list(): Promise<RegisteredProject[]> {
     const ids = (await this.#redis.smembers(this.#index)).map(Number).sort((a, b) => a - b);
     if (!ids.length) return [];

@@ -223,6 +223,27 @@ export function plannedSubjectLayout(
   return { components: wanted };
 }
 
+/**
+ * The layout establishSubjectLayout would settle on without asking GitLab anything, when that is certain:
+ * GitLab already mints the wanted layout, or the registry recorded establishing exactly the wanted layout
+ * (nothing refused) and GitLab, where it shows the setting, still mints it. Otherwise undefined: the caller
+ * must establish it (drift's bulk sweep then takes the project through the live path).
+ */
+export function settledSubjectLayout(
+  policy: Policy,
+  projectPath: string,
+  recorded: SubjectLayout | undefined,
+  current: readonly string[] | null | undefined,
+): ProjectBinding | undefined {
+  const wanted = wantedComponents(policy, projectPath);
+  if (current !== null && current !== undefined && same(current, wanted)) return { components: wanted };
+  if (!recorded || recorded.unsupported) return undefined;
+  if (!same(recorded.wanted ?? policy.gitlab.subClaimComponents, wanted)) return undefined;
+  if (!same(recorded.components, wanted)) return undefined;
+  if (current !== null && current !== undefined) return undefined;
+  return { components: wanted };
+}
+
 /** Apply establishes (writes GitLab); plan predicts from the record. */
 export async function resolveSubjectComponents(
   gitlab: Pick<GitLabApi, "setSubClaimComponents">,

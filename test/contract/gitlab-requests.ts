@@ -239,6 +239,21 @@ export const GITLAB_REQUESTS: RequestShape[] = [
     source: DOC("project_level_variables"),
   },
 
+  // ---- projects listing (drift's bulk sweep)
+  {
+    id: "list the bot's projects by id",
+    method: "GET",
+    path: "/projects",
+    query: {
+      ...page,
+      membership: /^true$/,
+      order_by: /^id$/,
+      sort: /^asc$/,
+      id_after: /^\d+$/,
+    },
+    source: DOC("projects"),
+  },
+
   // ---- environments
   {
     id: "list environments",

@@ -18,23 +18,16 @@ const { alice, dave } = SANDBOX.users;
 const AUD = "api://AzureADTokenExchange";
 const PATH = "platform/drifty";
 
-beforeAll(async () => {
-  stack = await testStack("drift");
-  const { project } = await stack.driver.createProject(PATH, { members: { [alice.id]: 40, [dave.id]: 30 } });
-  projectId = project.id;
-  await settled(stack);
-  expect(await failures(stack)).toEqual([]);
-});
-afterAll(async () => {
-  await stack?.close();
-});
-
 interface DriftReport {
+  mode: string;
   projects: number;
   renamed: number;
   repaired: number;
   driftFound: number;
   missing: number;
+  planned: number;
+  live: number;
+  done: boolean;
 }
 
 /** Adds the job the scheduler would add and waits until the maintenance worker has finished it. */
@@ -126,14 +119,53 @@ async function exchange(env: string, ref: string) {
   return stack.entra.exchange({ clientId: app.appId, assertion });
 }
 
-describe("drift repair (maintenance job drift-repair)", () => {
+// Both sweep modes run the same cases and must find and repair the same drift: bulk (read-ahead with $batch and
+// GitLab's project listing, DRIFT_SWEEP_MODE's default) and per-project (the original loop, its baseline).
+describe.each(["bulk", "per-project"] as const)("drift repair (maintenance job drift-repair, %s)", (mode) => {
+  beforeAll(async () => {
+    stack = await testStack(`drift-${mode}`, { env: { DRIFT_SWEEP_MODE: mode } });
+    const { project } = await stack.driver.createProject(PATH, {
+      members: { [alice.id]: 40, [dave.id]: 30 },
+    });
+    projectId = project.id;
+    await settled(stack);
+    expect(await failures(stack)).toEqual([]);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
   // One onboarded project (beforeAll); each test breaks it behind the bot's back and the drift job repairs it,
   // so every test starts and ends with a correct project and can run alone or in any order.
   it("plan first: an already-correct project costs reads and zero Graph writes, and nothing is audited", async () => {
     const auditBefore = (await driftAudit()).length;
     stack.entra.stats.reset();
+    stack.gitlab.stats.reset();
     const { report, logs } = await runDrift();
-    expect(report).toMatchObject({ projects: 1, driftFound: 0, repaired: 0, renamed: 0, missing: 0 });
+    expect(report).toMatchObject({
+      mode,
+      done: true,
+      projects: 1,
+      driftFound: 0,
+      repaired: 0,
+      renamed: 0,
+      missing: 0,
+    });
+    if (mode === "bulk") {
+      // Decided from the read-ahead alone: no per-project read of the app, its owners, FICs or memberships.
+      expect(report).toMatchObject({ planned: 1, live: 0 });
+      const graph = stack.entra.stats.requests
+        .filter((r) => r.kind === "graph")
+        .map((r) => `${r.method} ${r.path}`);
+      expect(graph.filter((r) => /federatedIdentityCredentials|memberOf|owners/.test(r))).toEqual([]);
+      expect(stack.entra.stats.requests.filter((r) => r.kind === "batch").length).toBeGreaterThan(0);
+      // GitLab: the project listing, not a read of the project by id.
+      const gl = stack.gitlab.stats.log.map((r) => `${r.method} ${r.path}`);
+      expect(gl.some((r) => /^GET \/projects$/.test(r))).toBe(true);
+      expect(gl.filter((r) => /^GET \/projects\/\d+$/.test(r))).toEqual([]);
+    } else {
+      expect(stack.entra.stats.requests.filter((r) => r.kind === "batch")).toEqual([]);
+    }
     expect(stack.entra.stats.reads()).toBeGreaterThan(0);
     expect(stack.entra.stats.writes()).toBe(0);
     expect(logs.at(-1)).toContain('"driftFound":0');
@@ -151,6 +183,8 @@ describe("drift repair (maintenance job drift-repair)", () => {
     const { report } = await runDrift();
     expect(report.driftFound).toBe(1);
     expect(report.repaired).toBe(1);
+    // Bulk: the read-ahead saw the difference, the live path repaired it.
+    if (mode === "bulk") expect(report).toMatchObject({ planned: 0, live: 1 });
     expect(subjects("production")).toEqual([`project_path:${PATH}:ref_type:branch:ref:main`]);
     expect((await exchange("production", "main")).status).toBe(200);
 

@@ -102,6 +102,37 @@ describe("the shared Redis token bucket", () => {
     expect(await five()).toEqual([0, 0, 0, 100, 200]);
   });
 
+  it("a low-priority take (drift's sweep) leaves half the burst to writes and never queues ahead of them", async () => {
+    const redis = connect();
+    const key = `${prefix}:bucket-spare`;
+    let now = 1_700_000_000_000;
+    const sleeps: number[] = [];
+    // The sleep is where time passes: the clock moves by exactly the wait the bucket asked for.
+    const pacer = createRedisPacer(redis, {
+      key,
+      ratePerSecond: 10,
+      burst: 10,
+      now: () => now,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        now += ms;
+      },
+    });
+    // A full bucket (10): the sweep takes 5 at once, then must wait for refills above the reserve of 5.
+    for (let i = 0; i < 5; i++) await pacer.acquireSpare();
+    expect(sleeps).toEqual([]);
+    await pacer.acquireSpare();
+    expect(sleeps).toEqual([100]);
+    // Writes still find the reserve at once: five immediate grants while the sweep holds its half.
+    sleeps.length = 0;
+    for (let i = 0; i < 5; i++) await pacer.acquire();
+    expect(sleeps).toEqual([]);
+    // Bucket empty now: the next sweep read waits until the bucket is back above the reserve (6 tokens at
+    // 10/s = 600 ms), while a write would only wait for one token.
+    await pacer.acquireSpare();
+    expect(sleeps.reduce((a, b) => a + b, 0)).toBe(600);
+  });
+
   it("rate 0 is no pacing and touches no Redis key", async () => {
     const redis = connect();
     const key = `${prefix}:bucket-off`;
@@ -130,6 +161,7 @@ describe("pacing in the Graph client and the workers", () => {
         acquired++;
         return inner.acquire();
       },
+      acquireSpare: () => inner.acquireSpare(),
     };
     const graph = createGraphApi({
       graphBaseUrl: stack.entra.url,

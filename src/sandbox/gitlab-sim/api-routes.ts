@@ -142,6 +142,41 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
     return c.json({ ...presentUser(baseUrl(), u, u.id), email: `${u.username}@example.com`, bot: false });
   });
 
+  /**
+   * `GET /projects` (doc/api/projects.md "List all projects"): `membership=true` limits to the caller's
+   * projects (inherited membership counts), otherwise every project the caller can see; `id_after` /
+   * `id_before` filter by id; `order_by` (default created_at) and `sort` (default desc); offset pagination.
+   */
+  api.get("/projects", (c) => {
+    const user = c.get("user");
+    const q = new URL(c.req.url).searchParams;
+    const idAfter = Number(q.get("id_after") ?? Number.NaN);
+    const idBefore = Number(q.get("id_before") ?? Number.NaN);
+    const membership = q.get("membership") === "true";
+    const orderBy = q.get("order_by") ?? "created_at";
+    if (!["id", "created_at", "name", "path", "updated_at", "last_activity_at"].includes(orderBy)) {
+      return badRequest(c, "order_by does not have a valid value");
+    }
+    const desc = (q.get("sort") ?? "desc") !== "asc";
+    const list = state.projects
+      .filter((p) => {
+        if (!Number.isNaN(idAfter) && p.id <= idAfter) return false;
+        if (!Number.isNaN(idBefore) && p.id >= idBefore) return false;
+        const level = memberLevel(p, user.id, true);
+        return membership ? level !== null : level !== null || p.visibility !== "private";
+      })
+      .sort((a, b) => {
+        const by =
+          orderBy === "id"
+            ? a.id - b.id
+            : orderBy === "path" || orderBy === "name"
+              ? a.path.localeCompare(b.path)
+              : a.createdAt.localeCompare(b.createdAt) || a.id - b.id;
+        return desc ? -by : by;
+      });
+    return c.json(paginate(c, list).map((p) => presentProject(baseUrl(), p, memberLevel(p, user.id, true))));
+  });
+
   api.get("/projects/:id", (c) => {
     const a = access(c, 10);
     if (a instanceof Response) return a;

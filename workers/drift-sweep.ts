@@ -1,0 +1,348 @@
+import type { Job } from "bullmq";
+import { z } from "zod";
+import { EntraError } from "../src/entra/errors.ts";
+import type { BulkRead, GraphApplication } from "../src/entra/graph.ts";
+import { snapshotGraph } from "../src/entra/graph-snapshot.ts";
+import type { GitLabProject } from "../src/gitlab/api.ts";
+import type { Logger } from "../src/logging.ts";
+import { withLock } from "../src/onboarding/lock.ts";
+import { BOT_TAG, parseIdentityTags, projectTag } from "../src/onboarding/naming.ts";
+import { type OnboardingDeps, projectStatus } from "../src/onboarding/onboard.ts";
+import type { IdentityPin, RegisteredProject } from "../src/onboarding/registry.ts";
+import { settledSubjectLayout } from "../src/onboarding/subject-components.ts";
+import {
+  type DriftJobResult,
+  type DriftReport,
+  driftTrigger,
+  emptyReport,
+  lastSweepKey,
+  purgeRetired,
+  repairProject,
+} from "./drift.ts";
+import { recordFindings } from "./findings.ts";
+import { createWorkContext, type WorkContext } from "./handlers/context.ts";
+import type { WorkerRuntime } from "./runtime.ts";
+
+/**
+ * Drift repair at organisation scale (DRIFT_SWEEP_MODE=bulk). The per-project loop costs about five Graph
+ * reads per identity and one GitLab read per project, one after another; at 10,000 projects that is hours.
+ * The bulk sweep reads the same facts in bulk and decides per project with the same code:
+ *
+ * - Entra: one paged listing of every app tagged as the bot's (999 per page, what getApplication reads), then
+ *   per chunk the owners, service principal, federated credentials and memberships of each pinned identity
+ *   through $batch (20 reads per request), paced on the shared Graph budget at low priority (pacer.ts
+ *   acquireSpare: onboarding's writes always find the other half of the bucket).
+ * - GitLab: the bot's projects in pages of 100 by ascending id (membership=true), instead of one read each.
+ * - Each project is planned against that read-ahead (graph-snapshot.ts, which cannot write). A project whose
+ *   listing entry, token layout or plan is not plainly in order (moved, missing, pending deletion, a layout
+ *   to establish, any difference) goes through repairProject, the per-project path with live reads only, so
+ *   every repair and every fail-closed decision is made exactly as the per-project loop makes it.
+ *
+ * The sweep runs as a chain of chunk jobs (DRIFT_CHUNK_SIZE projects each) over the registry's ids in order;
+ * the cursor and the running report live in Redis, so a killed worker's chunk is redone (idempotently) by the
+ * job's retry or the next scheduled run, and no job runs for hours. One sweep at a time (a lease).
+ */
+
+const STATE_TTL_S = 24 * 3600;
+/** A sweep older than this starts over: its app listing is too old to plan against. */
+const STALE_MS = 12 * 3600 * 1000;
+const PLAN_CONCURRENCY = 8;
+const GITLAB_PAGE = 100;
+export const DRIFT_CHUNK_JOB = "drift-repair-chunk";
+
+const stateSchema = z.object({
+  id: z.string(),
+  startedAt: z.string(),
+  cursor: z.coerce.number().int(),
+  listed: z.enum(["0", "1"]),
+  report: z.string(),
+});
+type SweepState = z.infer<typeof stateSchema>;
+
+const keys = (prefix: string, id = "") => ({
+  state: `${prefix}:drift:sweep`,
+  lock: `${prefix}:drift:sweep:lock`,
+  apps: `${prefix}:drift:sweep:${id}:apps`,
+  tagged: `${prefix}:drift:sweep:${id}:tagged`,
+});
+
+const storedApp = z.object({
+  id: z.string(),
+  appId: z.string(),
+  displayName: z.string(),
+  tags: z.array(z.string()),
+  credentialCount: z.number().optional(),
+});
+
+/** One chunk of the current sweep (starting one if none runs); see the module comment. */
+export async function sweepChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<DriftJobResult> {
+  const prefix = rt.config.queuePrefix;
+  try {
+    return await withLock(rt.redis, keys(prefix).lock, () => runChunk(rt, job, log), {
+      leaseMs: 60_000,
+      waitMs: 0,
+    });
+  } catch (err) {
+    if (err instanceof EntraError && err.code === "LOCK_TIMEOUT") {
+      // Another job holds this sweep's lease: its chain continues the sweep; this one has nothing to do.
+      await job.log("drift repair: a sweep is already running on another job; nothing to do");
+      return { ...emptyReport("bulk"), done: false, busy: true, sweepId: "" };
+    }
+    throw err;
+  }
+}
+
+async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<DriftJobResult> {
+  const prefix = rt.config.queuePrefix;
+  const ctx = createWorkContext(rt, driftTrigger(job), job, log, "drift");
+  let state = await loadState(rt, prefix);
+  if (!state || Date.now() - Date.parse(state.startedAt) > STALE_MS)
+    state = await startSweep(rt, prefix, job);
+  const k = keys(prefix, state.id);
+  const report: DriftReport = JSON.parse(state.report) as DriftReport;
+
+  if (state.listed !== "1") {
+    await listApps(rt, k);
+    state.listed = "1";
+    await rt.redis.hset(k.state, "listed", "1");
+  }
+
+  const all = await rt.registry.ids();
+  const chunk = all.filter((id) => id > state.cursor).slice(0, rt.config.drift.chunkSize);
+  if (chunk.length > 0) {
+    await sweepProjects(ctx, k, chunk, report);
+    state.cursor = chunk[chunk.length - 1] as number;
+    state.report = JSON.stringify(report);
+    await rt.redis.hset(k.state, "cursor", String(state.cursor), "report", state.report);
+  }
+  const sweepId = state.id;
+  if (all.some((id) => id > state.cursor)) {
+    // The next chunk as its own job; the id makes a repeated add (this job retried) a no-op.
+    await rt.queues.maintenance.add(
+      DRIFT_CHUNK_JOB,
+      { sweepId },
+      { jobId: `drift-sweep-${sweepId}-${state.cursor}`, removeOnComplete: 100, removeOnFail: 100 },
+    );
+    await job.log(`drift repair: chunk done up to project ${state.cursor}: ${JSON.stringify(report)}`);
+    return { ...report, done: false, sweepId };
+  }
+
+  report.purged = await purgeRetired(ctx);
+  const result: DriftJobResult = { ...report, done: true, sweepId };
+  await rt.redis
+    .multi()
+    .set(
+      lastSweepKey(prefix),
+      JSON.stringify({ ...result, startedAt: state.startedAt, finishedAt: new Date().toISOString() }),
+    )
+    .del(k.state, k.apps, k.tagged)
+    .exec();
+  await job.log(`drift repair: ${JSON.stringify(report)}`);
+  return result;
+}
+
+async function loadState(rt: WorkerRuntime, prefix: string): Promise<SweepState | undefined> {
+  const raw = await rt.redis.hgetall(keys(prefix).state);
+  const parsed = stateSchema.safeParse(raw);
+  return parsed.success ? parsed.data : undefined;
+}
+
+async function startSweep(rt: WorkerRuntime, prefix: string, job: Job): Promise<SweepState> {
+  const old = await loadState(rt, prefix);
+  const state: SweepState = {
+    id: String(job.id ?? Date.now()).replace(/[^A-Za-z0-9_-]/g, "-"),
+    startedAt: new Date().toISOString(),
+    cursor: 0,
+    listed: "0",
+    report: JSON.stringify(emptyReport("bulk")),
+  };
+  const k = keys(prefix, state.id);
+  const tx = rt.redis.multi();
+  if (old) tx.del(keys(prefix, old.id).apps, keys(prefix, old.id).tagged);
+  await tx.del(k.state).hset(k.state, state).expire(k.state, STATE_TTL_S).exec();
+  return state;
+}
+
+/**
+ * Every app carrying the bot's marker tag, in pages of 999: the apps the registry pins and any look-alike
+ * someone tagged the same way (reported, never used). Kept in Redis for the sweep's later chunks.
+ */
+async function listApps(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
+  const pace = paceReads(rt);
+  const apps = await rt.graph.listApplicationsWithTag(BOT_TAG, pace ? { pace } : {});
+  const byProject = new Map<number, string[]>();
+  for (const app of apps) {
+    const pid = parseIdentityTags(app.tags)?.projectId;
+    if (pid !== undefined) byProject.set(pid, [...(byProject.get(pid) ?? []), app.id]);
+  }
+  const tx = rt.redis.multi().del(k.apps, k.tagged);
+  for (let i = 0; i < apps.length; i += 1000) {
+    const slice = apps.slice(i, i + 1000);
+    tx.hset(k.apps, Object.fromEntries(slice.map((a) => [a.id, JSON.stringify(a)])));
+  }
+  const tagged = [...byProject.entries()];
+  for (let i = 0; i < tagged.length; i += 1000) {
+    tx.hset(
+      k.tagged,
+      Object.fromEntries(tagged.slice(i, i + 1000).map(([pid, ids]) => [String(pid), JSON.stringify(ids)])),
+    );
+  }
+  await tx.expire(k.apps, STATE_TTL_S).expire(k.tagged, STATE_TTL_S).exec();
+}
+
+/** The sweep's reads take the shared Graph budget's spare half (pacer.ts), when writes are paced at all. */
+function paceReads(rt: WorkerRuntime): (() => Promise<void>) | undefined {
+  const pacer = rt.graphPacer;
+  return pacer ? () => pacer.acquireSpare() : undefined;
+}
+
+async function sweepProjects(
+  ctx: WorkContext,
+  k: ReturnType<typeof keys>,
+  ids: number[],
+  report: DriftReport,
+): Promise<void> {
+  const { rt } = ctx;
+  const projects = (await Promise.all(ids.map((id) => rt.registry.get(id)))).filter(
+    (p): p is RegisteredProject => p !== undefined,
+  );
+  const pins = new Map<number, IdentityPin[]>();
+  await Promise.all(
+    projects.map(async (p) => pins.set(p.projectId, Object.values(await rt.registry.pins(p.projectId)))),
+  );
+  const [listed, snapshotDeps] = await Promise.all([gitlabPaths(rt, ids), readAhead(ctx, k, projects, pins)]);
+
+  let next = 0;
+  const lane = async () => {
+    while (next < projects.length) {
+      const project = projects[next++] as RegisteredProject;
+      report.projects += 1;
+      report.identities += (pins.get(project.projectId) ?? []).filter((p) => p.appObjectId).length;
+      if (await inOrder(ctx, snapshotDeps, project, listed.get(project.projectId), report)) {
+        report.planned += 1;
+        continue;
+      }
+      report.live += 1;
+      await repairProject(ctx, project.projectId, project.path, report);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PLAN_CONCURRENCY, projects.length) }, lane));
+}
+
+/**
+ * GitLab's view of the chunk's projects from paged listings (one request per 100 of the bot's projects). A
+ * project the listing does not show (the token is not a member, it is gone, the listing failed) is simply
+ * absent: repairProject then reads it by id, which is authoritative.
+ */
+async function gitlabPaths(rt: WorkerRuntime, ids: number[]): Promise<Map<number, GitLabProject>> {
+  const out = new Map<number, GitLabProject>();
+  const first = ids[0];
+  const last = ids[ids.length - 1];
+  if (first === undefined || last === undefined) return out;
+  const wanted = new Set(ids);
+  let idAfter = first - 1;
+  try {
+    for (;;) {
+      const page = await rt.gitlab.listProjectsPage({ idAfter, perPage: GITLAB_PAGE });
+      for (const p of page.projects) if (wanted.has(p.id)) out.set(p.id, p);
+      const max = page.projects.at(-1)?.id;
+      if (page.last || max === undefined || max >= last) break;
+      idAfter = max;
+    }
+  } catch (err) {
+    rt.logger.warn(
+      { err: err instanceof Error ? err.message : String(err) },
+      "drift: GitLab's project listing failed; the chunk's projects are read one by one",
+    );
+  }
+  return out;
+}
+
+/** The chunk's Entra read-ahead, as onboarding dependencies that plan against it (and cannot write). */
+async function readAhead(
+  ctx: WorkContext,
+  k: ReturnType<typeof keys>,
+  projects: RegisteredProject[],
+  pins: Map<number, IdentityPin[]>,
+): Promise<OnboardingDeps> {
+  const { rt } = ctx;
+  const tagged = new Map<number, string[]>();
+  const ids = projects.map((p) => String(p.projectId));
+  const rawTagged = ids.length ? await rt.redis.hmget(k.tagged, ...ids) : [];
+  projects.forEach((p, i) => {
+    const raw = rawTagged[i];
+    tagged.set(p.projectId, raw ? (z.array(z.string()).safeParse(JSON.parse(raw)).data ?? []) : []);
+  });
+  const appIds = [
+    ...new Set([
+      ...[...pins.values()].flat().flatMap((p) => (p.appObjectId ? [p.appObjectId] : [])),
+      ...[...tagged.values()].flat(),
+    ]),
+  ];
+  const apps = new Map<string, GraphApplication>();
+  const rawApps = appIds.length ? await rt.redis.hmget(k.apps, ...appIds) : [];
+  appIds.forEach((id, i) => {
+    const raw = rawApps[i];
+    const app = raw ? storedApp.safeParse(JSON.parse(raw)) : undefined;
+    if (app?.success) apps.set(id, app.data);
+  });
+  const byTag = new Map<string, GraphApplication[]>();
+  for (const p of projects) {
+    byTag.set(
+      projectTag(p.projectId),
+      (tagged.get(p.projectId) ?? []).flatMap((id) =>
+        apps.has(id) ? [apps.get(id) as GraphApplication] : [],
+      ),
+    );
+  }
+  const covered = new Set(byTag.keys());
+
+  const reads: BulkRead[] = [];
+  for (const pin of [...pins.values()].flat()) {
+    if (!pin.appObjectId) continue;
+    reads.push(
+      { kind: "owners", appObjectId: pin.appObjectId },
+      { kind: "fics", appObjectId: pin.appObjectId },
+    );
+    if (pin.spObjectId) {
+      reads.push(
+        { kind: "servicePrincipal", id: pin.spObjectId },
+        { kind: "memberOf", principalObjectId: pin.spObjectId },
+      );
+    }
+  }
+  const pace = paceReads(rt);
+  const bulk = await rt.graph.bulkRead(reads, pace ? { pace } : {});
+  const live = ctx.onboarding();
+  const graph = snapshotGraph(rt.graph, { apps, byTag, covers: (tag) => covered.has(tag), bulk });
+  // No job-log lines for the planning pass: only projects that go the live path write their story.
+  const { log: _quiet, audit: _none, ...rest } = live;
+  return { ...rest, graph };
+}
+
+/**
+ * True when the read-ahead shows the project plainly in order: GitLab lists it at the registered path, not
+ * pending deletion, its token layout needs nothing from GitLab, and the plan finds no difference. Findings
+ * (look-alikes, memberships in groups no rule names) are recorded as the per-project loop records them.
+ */
+async function inOrder(
+  ctx: WorkContext,
+  deps: OnboardingDeps,
+  project: RegisteredProject,
+  live: GitLabProject | undefined,
+  report: DriftReport,
+): Promise<boolean> {
+  const { rt } = ctx;
+  if (!live || live.pathWithNamespace !== project.path || live.markedForDeletionOn) return false;
+  const binding = settledSubjectLayout(
+    rt.policy,
+    project.path,
+    project.subjectLayout,
+    live.ciIdTokenSubClaimComponents,
+  );
+  if (!binding) return false;
+  const plan = await projectStatus(deps, project.projectId, { path: project.path, binding });
+  if (plan.environments.some((e) => e.status !== "unchanged")) return false;
+  report.findings += await recordFindings(rt, ctx.trigger, plan, ctx.job);
+  return true;
+}
