@@ -47,6 +47,18 @@ export const approverSchema = z
   )
   .max(255);
 
+/**
+ * Days an identity outlives its environment once GitLab shows the environment stopped or deleted
+ * (workers/environment-cleanup.ts); 0 = removed at the next cleanup.
+ */
+const retainDaysSchema = z
+  .number({ message: "must be a whole number of days, e.g. 7" })
+  .int("must be a whole number of days, e.g. 7")
+  .min(0)
+  .max(3650);
+/** Used when neither retention.retainStoppedEnvironmentDays nor the top-level field is given. */
+export const DEFAULT_RETAIN_STOPPED_ENVIRONMENT_DAYS = 7;
+
 export const environmentPolicySchema = z
   .object({
     refs: z.array(refRuleSchema).min(1, 'list at least one ref, e.g. ["branch:main"]'),
@@ -68,6 +80,8 @@ export const environmentPolicySchema = z
     approvers: z.array(approverSchema).min(1, "list at least one approver, or remove approvers:").optional(),
     /** Privileged only: onboard even where GitLab cannot bind the credential to protected refs (a risk). */
     allowUnprotectedRefs: z.boolean().default(false),
+    /** This environment's own retainStoppedEnvironmentDays (see the policy's); absent = the policy's. */
+    retainStoppedEnvironmentDays: retainDaysSchema.optional(),
   })
   .strict();
 export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;
@@ -205,12 +219,30 @@ export const policySchema = z
      * for this many days, then deleted by drift repair. 0: deleted at the next drift repair.
      */
     retention: z
-      .object({ disabledIdentityDays: z.number().int().min(0).max(3650).default(30) })
+      .object({
+        disabledIdentityDays: z.number().int().min(0).max(3650).default(30),
+        /**
+         * Identities of environments GitLab shows stopped, or no longer lists, are removed after this many
+         * days (default 7); an environment entry's own setting overrides it. See retainStoppedDays().
+         */
+        retainStoppedEnvironmentDays: retainDaysSchema.optional(),
+      })
       .strict()
       .default({ disabledIdentityDays: 30 }),
+    /** Accepted here too, with the same meaning as retention.retainStoppedEnvironmentDays. */
+    retainStoppedEnvironmentDays: retainDaysSchema.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
+    const nested = p.retention.retainStoppedEnvironmentDays;
+    const top = p.retainStoppedEnvironmentDays;
+    if (nested !== undefined && top !== undefined && nested !== top) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["retainStoppedEnvironmentDays"],
+        message: `is ${top} here but ${nested} under retention: give it in one place (retention.retainStoppedEnvironmentDays), or the same value in both`,
+      });
+    }
     checkRule(ctx, [], p.environments, p.onProjectCreate.environments, ["onProjectCreate", "environments"]);
     p.rules.forEach((rule, i) => {
       checkRule(
@@ -226,6 +258,18 @@ export const policySchema = z
     });
   });
 export type Policy = z.infer<typeof policySchema>;
+
+/**
+ * The policy-wide retainStoppedEnvironmentDays: retention's, else the top-level one (the schema refuses two
+ * different values), else the default. An environment entry's own setting overrides it (policy/rules.ts).
+ */
+export function policyRetainStoppedDays(policy: Policy): number {
+  return (
+    policy.retention.retainStoppedEnvironmentDays ??
+    policy.retainStoppedEnvironmentDays ??
+    DEFAULT_RETAIN_STOPPED_ENVIRONMENT_DAYS
+  );
+}
 
 /** Whether an environment is privileged: explicit, else named production or of tier production. */
 export function isPrivilegedSetting(key: string, env: EnvironmentPolicy, name = key, tier?: string | null) {

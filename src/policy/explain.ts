@@ -4,7 +4,7 @@ import { roleLabel } from "../gitlab/commands.ts";
 import { planIdentity } from "../onboarding/planner.ts";
 import { plannedSubjectLayout, type SubjectLayout } from "../onboarding/subject-components.ts";
 import { bindingRefusal, desiredComponents, ruleBindsRefs } from "./protection.ts";
-import { environmentIn, onboardsAutomatically, projectRule } from "./rules.ts";
+import { environmentIn, onboardsAutomatically, projectRule, retainStoppedDays } from "./rules.ts";
 import { isGroupId, renderGroupRef, templateValues } from "./templates.ts";
 
 /**
@@ -132,6 +132,10 @@ export async function explainProject(input: ExplainInput): Promise<string> {
       );
     }
     out.push(`    who may onboard it: ${who.join("; ")}`);
+    const retain = retainStoppedDays(policy, d);
+    out.push(
+      `    once GitLab shows it stopped or deleted: ${privileged ? "reported daily, never removed automatically (privileged; /entra offboard removes it)" : `identity removed after ${retain.days} day${retain.days === 1 ? "" : "s"}`} (retainStoppedEnvironmentDays: ${retain.days}, from ${retain.where})`,
+    );
     if (privileged) {
       out.push(
         `    binding: ${s.allowUnprotectedRefs ? "allowUnprotectedRefs: true (any pipeline on these ref names may log in, a fork's merge-request pipeline included)" : "only protected refs (ref_protected:true)"}${s.autoOnboard ? "; autoOnboard: true" : ""}`,

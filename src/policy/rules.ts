@@ -4,6 +4,7 @@ import {
   isPrivilegedSetting,
   type Policy,
   type PolicyRule,
+  policyRetainStoppedDays,
 } from "../config/policy-schema.ts";
 
 /**
@@ -133,6 +134,26 @@ export function environmentFor(
   tier?: string | null,
 ): EnvironmentDecision | undefined {
   return environmentIn(projectRule(policy, projectPath), name, tier);
+}
+
+/**
+ * How many days an identity outlives its environment once GitLab shows it stopped or no longer lists it: the
+ * environment entry's own retainStoppedEnvironmentDays, else the policy's (retention: or top level, else 7).
+ * `where` names the setting that decided, for `policy explain` and the job log.
+ */
+export function retainStoppedDays(
+  policy: Policy,
+  decision: EnvironmentDecision | undefined,
+): { days: number; where: string } {
+  const own = decision?.settings.retainStoppedEnvironmentDays;
+  if (own !== undefined) return { days: own, where: `${decision?.where}.retainStoppedEnvironmentDays` };
+  const where =
+    policy.retention.retainStoppedEnvironmentDays !== undefined
+      ? "retention.retainStoppedEnvironmentDays"
+      : policy.retainStoppedEnvironmentDays !== undefined
+        ? "retainStoppedEnvironmentDays"
+        : "default";
+  return { days: policyRetainStoppedDays(policy), where };
 }
 
 /** Whether the privileged environment would be onboarded without a person asking (autoOnboard). */
