@@ -191,6 +191,11 @@ export interface GitLabApiOptions {
 }
 
 const LIST_LIMIT = { perPage: 100, maxPages: 20 } as const;
+/**
+ * The most items one list call returns (pages stop there). A list this long may be cut short, so what it
+ * does not hold is no evidence of absence (the environment cleanup then removes nothing as "deleted").
+ */
+export const LIST_MAX_ITEMS = LIST_LIMIT.perPage * LIST_LIMIT.maxPages;
 
 function parse<S extends z.ZodType>(schema: S, data: unknown, what: string): z.infer<S> {
   const result = schema.safeParse(data);

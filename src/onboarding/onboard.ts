@@ -24,7 +24,7 @@ import {
   reconcileIdentity,
   taggedApps,
 } from "./reconciler.ts";
-import { type PinStore, Registry, registeredIdentity } from "./registry.ts";
+import { type IdentityPin, type PinStore, Registry, registeredIdentity } from "./registry.ts";
 import type { ReplicationWait } from "./replication.ts";
 import { RetiredIdentities } from "./retired.ts";
 import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
@@ -369,7 +369,17 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
 
 export async function offboardProject(
   deps: OnboardingDeps,
-  input: { projectId: number; environments?: string[]; mode: Mode },
+  input: {
+    projectId: number;
+    environments?: string[];
+    mode: Mode;
+    /**
+     * Asked under the identity lock, with the pin as it is then, before anything is planned or written: a
+     * reason to keep the identity after all (an onboarding re-created it meanwhile), or undefined to go on.
+     * The environment cleanup uses it; a person's /entra offboard does not.
+     */
+    recheck?: (environment: string, pin: IdentityPin | undefined) => Promise<string | undefined>;
+  },
 ): Promise<OnboardResult> {
   const { projectId, mode } = input;
   const registry = new Registry(deps.redis, deps.keyPrefix);
@@ -392,15 +402,11 @@ export async function offboardProject(
         deps.redis,
         identityLockKey(deps.keyPrefix, projectId, environment),
         async () => {
-          const options = {
-            botSpId,
-            projectId,
-            environment,
-            // Read again under the lock: a job that held it may have just pinned this identity.
-            pin: await registry.getPin(projectId, environment),
-            managedGroups: managed,
-            tagged,
-          };
+          // Read again under the lock: a job that held it may have just pinned this identity.
+          const pin = await registry.getPin(projectId, environment);
+          const keep = await input.recheck?.(environment, pin);
+          if (keep !== undefined) return { kept: keep };
+          const options = { botSpId, projectId, environment, pin, managedGroups: managed, tagged };
           if (audited) {
             const planned = await offboardIdentity(deps.graph, { ...options, mode: "plan" });
             await audited.intended(project, environment, planned.changes.filter(isWrite));
@@ -414,6 +420,11 @@ export async function offboardProject(
         },
         deps.lock,
       );
+      if ("kept" in r) {
+        deps.log?.(`${environment}: kept: ${r.kept}`);
+        outcomes.push({ ...base, status: "unchanged", changes: [], message: r.kept });
+        continue;
+      }
       if (mode === "apply") {
         await registry.removeIdentity(projectId, environment);
         await new MembershipLedger(deps.redis, deps.keyPrefix).forget(projectId, environment);

@@ -41,6 +41,13 @@ export interface IdentityPin {
    * Absent in pins written before it existed: the registry's path stands in.
    */
   grantPath?: string;
+  /**
+   * When GitLab's API first showed this environment (ISO): set by the environment cleanup's listing and by
+   * the first-sight handler once GitLab confirms the environment. An environment no longer listed counts as
+   * deleted only if GitLab once listed it: an identity made on project creation for an environment GitLab
+   * never had is not "gone" (onboarding/environment-cleanup.ts). Never set from a webhook alone.
+   */
+  environmentSeenAt?: string;
 }
 
 export const identityPinSchema = z.object({
@@ -54,6 +61,7 @@ export const identityPinSchema = z.object({
   spObjectId: z.string().optional(),
   spCreatedAt: z.string().optional(),
   grantPath: z.string().optional(),
+  environmentSeenAt: z.string().optional(),
 });
 
 /** A pin with app and service principal: an identity pipelines can use. */
@@ -177,12 +185,26 @@ export class Registry {
         ? {
             ...(old.uniqueName ? { uniqueName: old.uniqueName } : {}),
             ...(old.appCreatedAt ? { appCreatedAt: old.appCreatedAt } : {}),
+            ...(old.environmentSeenAt ? { environmentSeenAt: old.environmentSeenAt } : {}),
             ...(old.spCreatedAt && old.spObjectId === record.spObjectId
               ? { spCreatedAt: old.spCreatedAt }
               : {}),
           }
         : {};
     await this.savePin(projectId, path, { ...record, ...keep });
+  }
+
+  /**
+   * Records that GitLab listed the pin's environment, the first time only (false when there is no pin or it
+   * is recorded already). Pins are read, changed and written whole: call it under the identity lock, as the
+   * reconciler's saves run, or a concurrent save drops the field (or this write drops the save's).
+   */
+  async markEnvironmentSeen(projectId: number, environment: string, at: string): Promise<boolean> {
+    const pin = await this.getPin(projectId, environment);
+    if (!pin || pin.environmentSeenAt) return false;
+    const next: IdentityPin = { ...pin, environmentSeenAt: at };
+    await this.#redis.hset(this.#key(projectId), `${ENV}${environment}`, JSON.stringify(next));
+    return true;
   }
 
   async setPath(projectId: number, path: string): Promise<void> {

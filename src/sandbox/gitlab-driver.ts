@@ -52,11 +52,19 @@ export interface GitLabDriver {
   transferProject(projectId: number, newPath: string): Promise<Delivery>;
   renameGroup(oldFullPath: string, newFullPath: string, groupId?: number): Promise<Delivery>;
   deleteProject(projectId: number): Promise<Delivery>;
+  /**
+   * A deployment: the environment is created in GitLab (or made available again when stopped), then the
+   * Deployment Hook is delivered.
+   */
   deploy(
     projectId: number,
     environment: string,
     opts?: { tier?: string; ref?: string; user?: number },
   ): Promise<Delivery>;
+  /** Someone stops the environment (stop button, stop job or API): state `stopped`. GitLab sends no event. */
+  stopEnvironment(projectId: number, environment: string): void;
+  /** Someone deletes the (stopped) environment: gone from GitLab's list. GitLab sends no event. */
+  deleteEnvironment(projectId: number, environment: string): void;
   /** Sends an arbitrary payload (tests of redelivery and hostile input). */
   send(event: string, payload: unknown, key?: string): Promise<Delivery>;
 }
@@ -288,8 +296,15 @@ export function createGitLabDriver(opts: {
       gitlab.state.projects.splice(gitlab.state.projects.indexOf(p), 1);
       return send("System Hook", payload);
     },
+    stopEnvironment(projectId, environment) {
+      gitlab.stopEnvironment(projectId, environment);
+    },
+    deleteEnvironment(projectId, environment) {
+      gitlab.deleteEnvironment(projectId, environment);
+    },
     async deploy(projectId, environment, o = {}) {
       const p = project(projectId);
+      gitlab.deployEnvironment(projectId, o.tier ? { name: environment, tier: o.tier } : environment);
       const u = user(o.user ?? p.members[0]?.userId ?? gitlab.botUser.id);
       return send("Deployment Hook", {
         object_kind: "deployment",

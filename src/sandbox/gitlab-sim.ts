@@ -9,6 +9,8 @@ import {
   addEnvironment,
   addProject,
   createState,
+  deleteEnvironment,
+  deployToEnvironment,
   findProject,
   type NewProjectInput,
   now,
@@ -21,6 +23,7 @@ import {
   type SimUser,
   type SubClaimSupport,
   setMember,
+  stopEnvironment,
 } from "./gitlab-sim/state.ts";
 
 export type {
@@ -147,6 +150,15 @@ export interface GitLabSimulator {
   addMember(projectId: number, userId: number, accessLevel: number, opts?: { inherited?: boolean }): void;
   removeMember(projectId: number, userId: number): void;
   addEnvironment(projectId: number, env: string | { name: string; tier?: string }): SimEnvironment;
+  /** What a deployment does: creates the environment, or makes a stopped one available again. */
+  deployEnvironment(projectId: number, env: string | { name: string; tier?: string }): SimEnvironment;
+  /** Stops the environment (state `stopped`), as the stop API or UI does. No event (GitLab sends none). */
+  stopEnvironment(projectId: number, name: string): SimEnvironment;
+  /**
+   * Deletes the environment, as GitLab's API does: only a stopped one (throws otherwise, GitLab answers 403).
+   * It is gone from the environments list. No event (GitLab has no environment-deleted webhook).
+   */
+  deleteEnvironment(projectId: number, name: string): void;
   /** A GitLab group with direct members (userId -> access level); ancestors' members are inherited. */
   addGroup(path: string, members?: Record<number, number>): SimGroup;
   renameProject(id: number, newPath: string): SimProject;
@@ -278,6 +290,12 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     if (!p) throw new Error(`no project ${id}`);
     return p;
   };
+  // Environment names are case-sensitive in GitLab (unique index on project_id, name), so the match is exact.
+  const mustEnvironment = (projectId: number, name: string): SimEnvironment => {
+    const e = mustProject(projectId).environments.find((x) => x.name === name);
+    if (!e) throw new Error(`no environment ${name} in project ${projectId}`);
+    return e;
+  };
   const handle = {
     addUser(user: SimUser): SimUser {
       state.users = state.users.filter((u) => u.id !== user.id);
@@ -300,6 +318,18 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     },
     addEnvironment(projectId: number, env: string | { name: string; tier?: string }) {
       return addEnvironment(state, mustProject(projectId), env);
+    },
+    deployEnvironment(projectId: number, env: string | { name: string; tier?: string }) {
+      return deployToEnvironment(state, mustProject(projectId), env);
+    },
+    stopEnvironment(projectId: number, name: string) {
+      return stopEnvironment(mustEnvironment(projectId, name));
+    },
+    deleteEnvironment(projectId: number, name: string) {
+      if (deleteEnvironment(mustProject(projectId), mustEnvironment(projectId, name)) === "not-stopped")
+        throw new Error(
+          `environment ${name} of project ${projectId} is not stopped: GitLab refuses to delete it (403)`,
+        );
     },
     addGroup(path: string, members: Record<number, number> = {}): SimGroup {
       state.groups = state.groups.filter((g) => g.path !== path);
@@ -641,6 +671,19 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     if (!parsed.success) return c.json({ error: parsed.error.issues }, 400);
     if (!p) return c.json({ error: "no such project" }, 404);
     return c.json(handle.addEnvironment(p.id, parsed.data), 201);
+  });
+  app.post("/_sim/projects/:id/environments/:action{stop|delete}", async (c) => {
+    const parsed = z.object({ name: z.string().min(1) }).safeParse(await c.req.json().catch(() => null));
+    const p = withProject(c.req.param("id"));
+    if (!parsed.success) return c.json({ error: parsed.error.issues }, 400);
+    if (!p) return c.json({ error: "no such project" }, 404);
+    try {
+      if (c.req.param("action") === "stop") return c.json(handle.stopEnvironment(p.id, parsed.data.name));
+      handle.deleteEnvironment(p.id, parsed.data.name);
+      return c.body(null, 204);
+    } catch (err) {
+      return c.json({ error: (err as Error).message }, 409);
+    }
   });
   app.post("/_sim/projects/:id/issues/:iid/notes", async (c) => {
     const parsed = z

@@ -91,6 +91,56 @@ describe("/_sim control endpoints (for the sandbox and other processes)", () => 
   });
 });
 
+describe("environments as GitLab's environments API documents them", () => {
+  const gl = (method: string, path: string) =>
+    fetch(`${sim.url}/api/v4${path}`, { method, headers: { "private-token": TOKEN } });
+
+  it("lists every state without `states`, one with it; stop, then delete (only a stopped one) leave the list", async () => {
+    sim.addProject({ id: 90, path: "grp/envs" });
+    sim.addEnvironment(90, "review/a");
+    sim.addEnvironment(90, "review/b");
+    // Names are case-sensitive (GitLab's unique index on project_id, name): another environment.
+    sim.addEnvironment(90, "Review/a");
+    const api = createGitLabApi({ url: sim.url, token: TOKEN });
+    const a = sim.project(90)?.environments.find((e) => e.name === "review/a");
+    expect((await gl("DELETE", `/projects/90/environments/${a?.id}`)).status).toBe(403);
+    const stopped = await gl("POST", `/projects/90/environments/${a?.id}/stop`);
+    expect(stopped.status).toBe(200);
+    expect(((await stopped.json()) as { state: string }).state).toBe("stopped");
+    const all = await api.listEnvironments(90);
+    expect(all.map((e) => [e.name, e.state])).toEqual([
+      ["review/a", "stopped"],
+      ["review/b", "available"],
+      ["Review/a", "available"],
+    ]);
+    expect((await api.listEnvironments(90, { states: "stopped" })).map((e) => e.name)).toEqual(["review/a"]);
+    expect((await gl("GET", "/projects/90/environments?states=gone")).status).toBe(400);
+    expect((await gl("DELETE", `/projects/90/environments/${a?.id}`)).status).toBe(204);
+    expect((await api.listEnvironments(90)).map((e) => e.name)).toEqual(["review/b", "Review/a"]);
+    expect((await gl("DELETE", `/projects/90/environments/${a?.id}`)).status).toBe(404);
+
+    // The control surface: stop and delete by name; deleting an available one is refused like GitLab does.
+    expect((await post("/_sim/projects/90/environments/delete", { name: "review/b" })).status).toBe(409);
+    expect((await post("/_sim/projects/90/environments/stop", { name: "review/b" })).json.state).toBe(
+      "stopped",
+    );
+    expect(
+      (
+        await fetch(`${sim.url}/_sim/projects/90/environments/delete`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ name: "review/b" }),
+        })
+      ).status,
+    ).toBe(204);
+    // A deployment to a stopped environment makes it available again; to a new name, creates it.
+    sim.stopEnvironment(90, "Review/a");
+    expect(sim.deployEnvironment(90, "Review/a").state).toBe("available");
+    expect(sim.deployEnvironment(90, "review/c").state).toBe("available");
+    expect((await api.listEnvironments(90)).map((e) => e.name)).toEqual(["Review/a", "review/c"]);
+  });
+});
+
 describe("the simulator is also the OIDC issuer", () => {
   it("serves GitLab's discovery paths and mints ID tokens whose sub follows the project's setting", async () => {
     const discovery = (await (await fetch(`${sim.url}/.well-known/openid-configuration`)).json()) as {

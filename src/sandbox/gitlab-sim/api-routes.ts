@@ -12,6 +12,7 @@ import {
   presentVariable,
 } from "./present.ts";
 import {
+  deleteEnvironment,
   findUser,
   groupMemberLevel,
   memberLevel,
@@ -22,6 +23,7 @@ import {
   type SimState,
   type SimUser,
   type SimVariable,
+  stopEnvironment,
 } from "./state.ts";
 
 export type SimEnv = { Variables: { user: SimUser } };
@@ -589,12 +591,35 @@ export function apiRoutes(state: SimState, baseUrl: () => string): Hono<SimEnv> 
     const search = q.get("search");
     const states = q.get("states");
     if (name && search) return badRequest(c, "name, search are mutually exclusive");
+    // lib/api/environments.rb: `states` is validated against Environment's states (400 otherwise).
+    if (states !== null && !["available", "stopping", "stopped"].includes(states))
+      return badRequest(c, "states does not have a valid value");
     if (search && search.length < 3) return badRequest(c, "search must be at least 3 characters");
     const list = a.project.environments.filter(
       (e) =>
         (!name || e.name === name) && (!search || e.name.includes(search)) && (!states || e.state === states),
     );
     return c.json(paginate(c, list).map(presentEnvironment));
+  });
+  /** An environment of the project by its id, as GitLab's `user_project.environments.find`. */
+  const environmentOf = (project: SimProject, raw: string | undefined) =>
+    project.environments.find((e) => String(e.id) === raw);
+  api.post("/projects/:id/environments/:environmentId/stop", (c) => {
+    // stop_environment: Developer and up (doc/user/permissions.md "Stop environments").
+    const a = access(c, 30);
+    if (a instanceof Response) return a;
+    const env = environmentOf(a.project, c.req.param("environmentId"));
+    if (!env) return notFound(c, "404 Environment Not Found");
+    return c.json(presentEnvironment(stopEnvironment(env)));
+  });
+  api.delete("/projects/:id/environments/:environmentId", (c) => {
+    const a = access(c, 30);
+    if (a instanceof Response) return a;
+    const env = environmentOf(a.project, c.req.param("environmentId"));
+    if (!env) return notFound(c, "404 Environment Not Found");
+    // Only a stopped environment may be deleted (destroy_environment needs the environment stopped).
+    if (deleteEnvironment(a.project, env) === "not-stopped") return forbidden(c);
+    return c.body(null, 204);
   });
 
   return api;

@@ -287,6 +287,49 @@ export function addEnvironment(
   return environment;
 }
 
+/**
+ * A deployment to an environment: GitLab creates the environment on first deployment, and a deployment to a
+ * stopped one makes it available again (doc/ci/environments: "a stopped environment is started again by a
+ * new deployment").
+ */
+export function deployToEnvironment(
+  state: SimState,
+  project: SimProject,
+  env: string | { name: string; tier?: string },
+): SimEnvironment {
+  const environment = addEnvironment(state, project, env);
+  if (environment.state !== "available") {
+    environment.state = "available";
+    environment.updatedAt = now();
+  }
+  return environment;
+}
+
+/**
+ * `POST /projects/:id/environments/:environment_id/stop` (doc/api/environments.md): the environment is
+ * `stopped` (the sim runs no on_stop job, so it never stays `stopping`). Stopping a stopped one changes nothing.
+ */
+export function stopEnvironment(environment: SimEnvironment): SimEnvironment {
+  if (environment.state !== "stopped") {
+    environment.state = "stopped";
+    environment.updatedAt = now();
+  }
+  return environment;
+}
+
+/**
+ * `DELETE /projects/:id/environments/:environment_id`: GitLab deletes only a stopped environment (its policy
+ * grants destroy_environment on stopped environments; an available one answers 403). Gone from every list.
+ */
+export function deleteEnvironment(
+  project: SimProject,
+  environment: SimEnvironment,
+): "deleted" | "not-stopped" {
+  if (environment.state !== "stopped") return "not-stopped";
+  project.environments = project.environments.filter((e) => e !== environment);
+  return "deleted";
+}
+
 export function setMember(project: SimProject, userId: number, accessLevel: number, inherited = false): void {
   project.members = project.members.filter((m) => !(m.userId === userId && m.inherited === inherited));
   project.members.push({ userId, accessLevel, inherited });
