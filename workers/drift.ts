@@ -12,6 +12,7 @@ import { soleOwner } from "../src/onboarding/registry.ts";
 import { RetiredIdentities } from "../src/onboarding/retired.ts";
 import { auditChanges } from "./audit-changes.ts";
 import { DRIFT_CHUNK_JOB, sweepChunk } from "./drift-sweep.ts";
+import { cleanUpEnvironments } from "./environment-cleanup.ts";
 import { recordFindings } from "./findings.ts";
 import { createWorkContext, type WorkContext } from "./handlers/context.ts";
 import { checkProject } from "./handlers/freed-paths.ts";
@@ -38,6 +39,8 @@ export interface DriftReport {
   /** Bulk mode: projects planned from the read-ahead alone, and those taken through the live path. */
   planned: number;
   live: number;
+  /** Identities of environments GitLab stopped or deleted, removed past retainStoppedEnvironmentDays. */
+  environmentsRemoved: number;
 }
 
 export const emptyReport = (mode: DriftReport["mode"]): DriftReport => ({
@@ -54,6 +57,7 @@ export const emptyReport = (mode: DriftReport["mode"]): DriftReport => ({
   findings: 0,
   planned: 0,
   live: 0,
+  environmentsRemoved: 0,
 });
 
 /** A drift job's return value: `done` once the sweep is complete (bulk sweeps span several jobs). */
@@ -128,6 +132,8 @@ export async function repairProject(
     return;
   }
   if (check.outcome !== "unchanged") return;
+  const cleanup = await cleanUpEnvironments(ctx, { id: projectId, path: check.live.pathWithNamespace });
+  report.environmentsRemoved += cleanup.removed.length;
 
   // The same layout decision as every onboarding (subject-components.ts via establishLayout): a policy change
   // (a rule that now binds refs) is set in GitLab first, then the credentials converge to it.

@@ -2,6 +2,7 @@ import { inScope } from "../../src/config/policy.ts";
 import type { Intent } from "../../src/gitlab/intents.ts";
 import { Registry, registeredIdentity } from "../../src/onboarding/registry.ts";
 import { mayOnboardOnFirstSight } from "../../src/policy/rules.ts";
+import { markListedEnvironments } from "../environment-cleanup.ts";
 import type { Handler } from "./context.ts";
 import { onboardAndReport } from "./onboarding.ts";
 import { firstSightCheck, identityLimitGate } from "./policy-gate.ts";
@@ -74,5 +75,8 @@ export const onEnvironmentSeen: Handler<Extract<Intent, { type: "environment.see
   ctx.note(`first sight of ${candidates.join(", ")} in a ${intent.source} event`);
   const shown = new Set(candidates);
   const refused = limited.outcomes.filter((o) => !shown.has(o.environment));
-  return onboardAndReport(ctx, read.project, candidates, true, refused);
+  const result = await onboardAndReport(ctx, read.project, candidates, true, refused);
+  // The environment cleanup needs to know GitLab once had these (a review app may be deleted before it runs).
+  await markListedEnvironments(ctx, read.ref.id, candidates);
+  return result;
 };
