@@ -32,7 +32,8 @@ retention:
 `;
 
 beforeAll(async () => {
-  stack = await testStack("env-cleanup", { policyYaml: POLICY });
+  // Per-project drift: the sweep mode that calls the cleanup today (the bulk sweep gets the call from its owner).
+  stack = await testStack("env-cleanup", { policyYaml: POLICY, env: { DRIFT_SWEEP_MODE: "per-project" } });
   rt = stack.service.workers?.runtime as WorkerRuntime;
   const { project } = await stack.driver.createProject("platform/reviews", {
     members: { [alice.id]: 40, [dave.id]: 30 },
