@@ -19,6 +19,7 @@ import {
   purgeRetired,
   repairProject,
 } from "./drift.ts";
+import { cleanUpEnvironments } from "./environment-cleanup.ts";
 import { recordFindings } from "./findings.ts";
 import { createWorkContext, type WorkContext } from "./handlers/context.ts";
 import type { WorkerRuntime } from "./runtime.ts";
@@ -220,6 +221,9 @@ async function sweepProjects(
       report.identities += (pins.get(project.projectId) ?? []).filter((p) => p.appObjectId).length;
       if (await inOrder(ctx, snapshotDeps, project, listed.get(project.projectId), report)) {
         report.planned += 1;
+        // The same cleanup the live path runs (repairProject): environments GitLab stopped or deleted.
+        const cleanup = await cleanUpEnvironments(ctx, { id: project.projectId, path: project.path });
+        report.environmentsRemoved += cleanup.removed.length;
         continue;
       }
       report.live += 1;
