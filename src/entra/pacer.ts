@@ -12,7 +12,10 @@ export interface GraphPacer {
    * Low priority (drift's bulk sweep): takes one token only while the bucket keeps at least half its burst
    * afterwards, and otherwise waits for the refill without queueing ahead of anyone. Onboarding writes, which
    * take tokens in arrival order, therefore always find the other half: a sweep never starves onboarding, and
-   * together they never exceed the one shared rate.
+   * together they never exceed the one shared rate. Writes arriving at the full rate keep the bucket below
+   * half for as long as they last (anyone who can trigger onboarding can do that on purpose): after waiting
+   * the time a full burst takes to refill, the caller queues like a write (acquire), so drift, the safety net
+   * for freed paths, still gets a fair slot instead of none.
    */
   acquireSpare(): Promise<void>;
 }
@@ -94,17 +97,23 @@ export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPa
   const clock = opts.now;
   const now = () => (clock ? String(Math.round(clock() * 1000)) : "");
   const reserve = String(Number(burst) / 2);
+  // The longest a low-priority caller defers to writes before it queues like one: a full burst's refill.
+  const maxSpareWaitMs = (Number(burst) * 1000) / opts.ratePerSecond;
+  const acquire = async () => {
+    const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now()));
+    if (waitMs > 0) await wait(waitMs);
+  };
   return {
-    async acquire() {
-      const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now()));
-      if (waitMs > 0) await wait(waitMs);
-    },
+    acquire,
     async acquireSpare() {
-      for (;;) {
+      let waited = 0;
+      while (waited < maxSpareWaitMs) {
         const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now(), reserve));
         if (waitMs === 0) return;
         await wait(waitMs);
+        waited += waitMs;
       }
+      await acquire();
     },
   };
 }
