@@ -45,7 +45,11 @@ import type { WorkerRuntime } from "./runtime.ts";
  */
 
 const STATE_TTL_S = 24 * 3600;
-/** A sweep older than this starts over: its app listing is too old to plan against. */
+/**
+ * An app listing older than this is taken again before the next chunk plans from it. The sweep itself goes on
+ * from its cursor: starting over would leave the projects late in the order unchecked for as long as sweeps
+ * keep taking longer than this (a freed path there would keep its credentials).
+ */
 const STALE_MS = 12 * 3600 * 1000;
 const PLAN_CONCURRENCY = 8;
 const GITLAB_PAGE = 100;
@@ -56,6 +60,8 @@ const stateSchema = z.object({
   startedAt: z.string(),
   cursor: z.coerce.number().int(),
   listed: z.enum(["0", "1"]),
+  /** When the app listing the chunks plan from was taken (absent: at startedAt). */
+  listedAt: z.string().optional(),
   report: z.string(),
 });
 type SweepState = z.infer<typeof stateSchema>;
@@ -97,15 +103,15 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
   const prefix = rt.config.queuePrefix;
   const ctx = createWorkContext(rt, driftTrigger(job), job, log, "drift");
   let state = await loadState(rt, prefix);
-  if (!state || Date.now() - Date.parse(state.startedAt) > STALE_MS)
-    state = await startSweep(rt, prefix, job);
+  if (!state) state = await startSweep(rt, prefix, job);
   const k = keys(prefix, state.id);
   const report: DriftReport = JSON.parse(state.report) as DriftReport;
 
-  if (state.listed !== "1") {
+  if (state.listed !== "1" || Date.now() - Date.parse(state.listedAt ?? state.startedAt) > STALE_MS) {
     await listApps(rt, k);
     state.listed = "1";
-    await rt.redis.hset(k.state, "listed", "1");
+    state.listedAt = new Date().toISOString();
+    await rt.redis.hset(k.state, "listed", "1", "listedAt", state.listedAt);
   }
 
   const all = await rt.registry.ids();
@@ -114,7 +120,12 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
     await sweepProjects(ctx, k, chunk, report);
     state.cursor = chunk[chunk.length - 1] as number;
     state.report = JSON.stringify(report);
-    await rt.redis.hset(k.state, "cursor", String(state.cursor), "report", state.report);
+    // The TTL runs from the last chunk: a long sweep's state must not expire under it (it would start over).
+    await rt.redis
+      .multi()
+      .hset(k.state, "cursor", String(state.cursor), "report", state.report)
+      .expire(k.state, STATE_TTL_S)
+      .exec();
   }
   const sweepId = state.id;
   if (all.some((id) => id > state.cursor)) {
@@ -164,29 +175,48 @@ async function startSweep(rt: WorkerRuntime, prefix: string, job: Job): Promise<
   return state;
 }
 
+/** In the tagged hash: the listing cannot answer this project's tag search (an app the registry does not pin). */
+const SEARCH_LIVE = "live";
+
 /**
- * Every app carrying the bot's marker tag, in pages of 999: the apps the registry pins and any look-alike
- * someone tagged the same way (reported, never used). Kept in Redis for the sweep's later chunks.
+ * Every app carrying the bot's marker tag, in pages of 999, of which only the apps the registry pins are kept
+ * (in Redis, for the sweep's later chunks). Anyone can register apps with the bot's tags, as many as they like:
+ * keeping them all would make the sweep's memory and Redis (noeviction) grow with the attacker's effort. A
+ * registered project that other apps are tagged for (look-alikes: reported, never used) has its tag search
+ * marked SEARCH_LIVE, so its plan searches live as the per-project loop does and reports the same findings.
  */
 async function listApps(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
   const pace = paceReads(rt);
-  const apps = await rt.graph.listApplicationsWithTag(BOT_TAG, pace ? { pace } : {});
+  const registered = await rt.registry.list();
+  const pinned = new Set(registered.flatMap((p) => Object.values(p.environments).map((e) => e.appObjectId)));
+  const projects = new Set(registered.map((p) => p.projectId));
   const byProject = new Map<number, string[]>();
-  for (const app of apps) {
-    const pid = parseIdentityTags(app.tags)?.projectId;
-    if (pid !== undefined) byProject.set(pid, [...(byProject.get(pid) ?? []), app.id]);
-  }
+  const searchLive = new Set<number>();
+  const apps = await rt.graph.listApplicationsWithTag(BOT_TAG, {
+    ...(pace ? { pace } : {}),
+    keep: (app) => {
+      const mine = pinned.has(app.id);
+      const pid = parseIdentityTags(app.tags)?.projectId;
+      if (pid !== undefined && projects.has(pid)) {
+        if (mine) byProject.set(pid, [...(byProject.get(pid) ?? []), app.id]);
+        else searchLive.add(pid);
+      }
+      return mine;
+    },
+  });
   const tx = rt.redis.multi().del(k.apps, k.tagged);
   for (let i = 0; i < apps.length; i += 1000) {
     const slice = apps.slice(i, i + 1000);
     tx.hset(k.apps, Object.fromEntries(slice.map((a) => [a.id, JSON.stringify(a)])));
   }
-  const tagged = [...byProject.entries()];
+  const tagged: [number, string][] = [
+    ...[...byProject.entries()]
+      .filter(([pid]) => !searchLive.has(pid))
+      .map(([pid, ids]) => [pid, JSON.stringify(ids)] as [number, string]),
+    ...[...searchLive].map((pid) => [pid, SEARCH_LIVE] as [number, string]),
+  ];
   for (let i = 0; i < tagged.length; i += 1000) {
-    tx.hset(
-      k.tagged,
-      Object.fromEntries(tagged.slice(i, i + 1000).map(([pid, ids]) => [String(pid), JSON.stringify(ids)])),
-    );
+    tx.hset(k.tagged, Object.fromEntries(tagged.slice(i, i + 1000).map(([pid, v]) => [String(pid), v])));
   }
   await tx.expire(k.apps, STATE_TTL_S).expire(k.tagged, STATE_TTL_S).exec();
 }
@@ -271,11 +301,14 @@ async function readAhead(
 ): Promise<OnboardingDeps> {
   const { rt } = ctx;
   const tagged = new Map<number, string[]>();
+  // Projects whose tag search the listing cannot answer (SEARCH_LIVE): their plans search live.
+  const searchLive = new Set<number>();
   const ids = projects.map((p) => String(p.projectId));
   const rawTagged = ids.length ? await rt.redis.hmget(k.tagged, ...ids) : [];
   projects.forEach((p, i) => {
     const raw = rawTagged[i];
-    tagged.set(p.projectId, raw ? (z.array(z.string()).safeParse(JSON.parse(raw)).data ?? []) : []);
+    if (raw === SEARCH_LIVE) searchLive.add(p.projectId);
+    else tagged.set(p.projectId, raw ? (z.array(z.string()).safeParse(JSON.parse(raw)).data ?? []) : []);
   });
   const appIds = [
     ...new Set([
@@ -292,6 +325,7 @@ async function readAhead(
   });
   const byTag = new Map<string, GraphApplication[]>();
   for (const p of projects) {
+    if (searchLive.has(p.projectId)) continue;
     byTag.set(
       projectTag(p.projectId),
       (tagged.get(p.projectId) ?? []).flatMap((id) =>

@@ -325,7 +325,10 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
         await o?.pace?.();
         const r: RawResult = await send(op, "GET", path, undefined, {}, false);
         const pg = parse(op, page(applicationWithCredentialsSchema), r);
-        apps.push(...pg.value.map(toAppWithCredentials));
+        for (const raw of pg.value) {
+          const app = toAppWithCredentials(raw);
+          if (!o?.keep || o.keep(app)) apps.push(app);
+        }
         path = pg["@odata.nextLink"];
       }
       return apps;

@@ -89,6 +89,15 @@ export interface BulkReadOptions {
   concurrency?: number;
 }
 
+export interface ListWithTagOptions extends Pick<BulkReadOptions, "pace"> {
+  /**
+   * Called for each app as its page arrives; only apps it returns true for are kept. Anyone can register apps
+   * carrying any tag, so a caller that needs a few of them says which, and the listing's memory stays bounded
+   * by those, not by how many were planted (default: keep all).
+   */
+  keep?: (app: GraphApplication) => boolean;
+}
+
 export interface GraphApi {
   /** Apps carrying the exact tag (all pages). */
   listApplicationsByTag(tag: string): Promise<GraphApplication[]>;
@@ -96,7 +105,7 @@ export interface GraphApi {
    * Every app carrying the tag, in pages of 999 with what getApplication reads (credential counts included):
    * one listing instead of one read per app.
    */
-  listApplicationsWithTag(tag: string, opts?: Pick<BulkReadOptions, "pace">): Promise<GraphApplication[]>;
+  listApplicationsWithTag(tag: string, opts?: ListWithTagOptions): Promise<GraphApplication[]>;
   /**
    * Reads in JSON $batch requests of 20 (reference/entra.md section 6). Only answers that are complete (200,
    * one page) are kept; an item throttled (429) is retried once after its Retry-After, anything else is left
