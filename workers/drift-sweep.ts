@@ -264,9 +264,9 @@ async function sweepProjects(
 }
 
 /**
- * GitLab's view of the chunk's projects from paged listings (one request per 100 of the bot's projects). A
- * project the listing does not show (the token is not a member, it is gone, the listing failed) is simply
- * absent: repairProject then reads it by id, which is authoritative.
+ * GitLab's view of the chunk's projects from paged listings (one request per 100 of the bot's projects, at most
+ * twice the pages the chunk needs). A project the listing does not show (the token is not a member, it is gone,
+ * the listing failed or stopped at its page limit) is simply absent: repairProject then reads it by id, which is authoritative.
  */
 async function gitlabPaths(rt: WorkerRuntime, ids: number[]): Promise<Map<number, GitLabProject>> {
   const out = new Map<number, GitLabProject>();
@@ -275,8 +275,12 @@ async function gitlabPaths(rt: WorkerRuntime, ids: number[]): Promise<Map<number
   if (first === undefined || last === undefined) return out;
   const wanted = new Set(ids);
   let idAfter = first - 1;
+  // The listing walks every project the bot is a member of between the chunk's first and last id, and anyone
+  // can create projects in a group the bot belongs to: past twice the pages the chunk itself needs, the rest
+  // is read by id (repairProject), which costs what the per-project loop costs and no more.
+  let pages = Math.ceil(ids.length / GITLAB_PAGE) * 2 + 1;
   try {
-    for (;;) {
+    while (pages-- > 0) {
       const page = await rt.gitlab.listProjectsPage({ idAfter, perPage: GITLAB_PAGE });
       for (const p of page.projects) if (wanted.has(p.id)) out.set(p.id, p);
       const max = page.projects.at(-1)?.id;

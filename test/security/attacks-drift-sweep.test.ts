@@ -142,3 +142,35 @@ describe("the bulk sweep against a tenant full of planted apps", () => {
     expect(appsOf(p3).flatMap((a) => a.fics)).toEqual([]);
   });
 });
+
+describe("the bulk sweep against a GitLab full of the attacker's projects", () => {
+  it("reads GitLab's project listing in a bounded number of pages per chunk, however many projects lie between", async () => {
+    // 1,000 projects the bot is a member of (an attacker's group that includes it), between registered ids.
+    for (let i = 0; i < 1000; i++) stack.gitlab.addProject({ path: `mallory/filler-${i}` });
+    const { project } = await stack.driver.createProject("platform/sweep-four", {
+      members: { [alice.id]: 40 },
+    });
+    await settled(stack);
+    const wide = createWorkerRuntime({
+      config: { ...stack.config, drift: { mode: "bulk", chunkSize: 10 } },
+      policy: stack.policy,
+      logger,
+      redis,
+      queues: rt.queues,
+    });
+    const registered = (await rt.registry.ids()).length;
+    const before = entraSnapshot(stack);
+    stack.gitlab.stats.reset();
+    const r = await repairDrift(
+      wide,
+      { id: `wide-${randomUUID()}`, name: "drift-repair", log: async () => 0 } as unknown as Job,
+      logger,
+    );
+    const listings = stack.gitlab.stats.log.filter((l) => l.method === "GET" && l.path === "/projects");
+    // The chunk's registered projects fit in one page; a few pages more at most, then the rest is read by id.
+    expect(listings.length).toBeLessThanOrEqual(3);
+    expect(r).toMatchObject({ done: true, projects: registered, driftFound: 0, repaired: 0 });
+    expect(entraSnapshot(stack)).toBe(before);
+    expect(project.id).toBeGreaterThan(ids[2] as number);
+  });
+});
