@@ -10,6 +10,8 @@ import { BOT_TAG, parseIdentityTags, projectTag } from "../src/onboarding/naming
 import { type OnboardingDeps, projectStatus } from "../src/onboarding/onboard.ts";
 import type { IdentityPin, RegisteredProject } from "../src/onboarding/registry.ts";
 import { settledSubjectLayout } from "../src/onboarding/subject-components.ts";
+import type { OnboardResult } from "../src/onboarding/types.ts";
+import type { ProjectBinding } from "../src/policy/protection.ts";
 import {
   type DriftJobResult,
   type DriftReport,
@@ -17,6 +19,7 @@ import {
   emptyReport,
   lastSweepKey,
   purgeRetired,
+  repairPlanned,
   repairProject,
 } from "./drift.ts";
 import { cleanUpEnvironments } from "./environment-cleanup.ts";
@@ -120,6 +123,8 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
     await sweepProjects(ctx, k, chunk, report);
     state.cursor = chunk[chunk.length - 1] as number;
     state.report = JSON.stringify(report);
+    // Saved per chunk, not per project: a chunk retried after part of it was repaired counts what its retry
+    // finds (the repairs of the failed attempt are in the metrics and the audit trail, not in this summary).
     // The TTL runs from the last chunk: a long sweep's state must not expire under it (it would start over).
     await rt.redis
       .multi()
@@ -249,15 +254,30 @@ async function sweepProjects(
       const project = projects[next++] as RegisteredProject;
       report.projects += 1;
       report.identities += (pins.get(project.projectId) ?? []).filter((p) => p.appObjectId).length;
-      if (await inOrder(ctx, snapshotDeps, project, listed.get(project.projectId), report)) {
-        report.planned += 1;
-        // The same cleanup the live path runs (repairProject): environments GitLab stopped or deleted.
-        const cleanup = await cleanUpEnvironments(ctx, { id: project.projectId, path: project.path });
-        report.environmentsRemoved += cleanup.removed.length;
+      const seen = await readAheadPlan(ctx, snapshotDeps, project, listed.get(project.projectId));
+      if (seen.kind === "live") {
+        report.live += 1;
+        await repairProject(ctx, project.projectId, project.path, report);
         continue;
       }
-      report.live += 1;
-      await repairProject(ctx, project.projectId, project.path, report);
+      report.findings += await recordFindings(rt, ctx.trigger, seen.plan, ctx.job);
+      if (seen.kind === "entra") {
+        // Only Entra differs from the plan, GitLab's side is settled: the onboarding apply re-reads each drifted
+        // identity by id under its lock before writing (repairPlanned), no second plan of the whole project.
+        report.repairedFromPlan += 1;
+        await repairPlanned(
+          ctx,
+          { id: project.projectId, path: project.path },
+          seen.plan,
+          seen.binding,
+          report,
+        );
+      } else {
+        report.planned += 1;
+      }
+      // The same cleanup the live path runs (repairProject): environments GitLab stopped or deleted.
+      const cleanup = await cleanUpEnvironments(ctx, { id: project.projectId, path: project.path });
+      report.environmentsRemoved += cleanup.removed.length;
     }
   };
   await Promise.all(Array.from({ length: Math.min(PLAN_CONCURRENCY, projects.length) }, lane));
@@ -362,29 +382,38 @@ async function readAhead(
   return { ...rest, graph };
 }
 
+type ReadAheadPlan =
+  /** Plainly in order: nothing to write. */
+  | { kind: "clean"; plan: OnboardResult }
+  /** GitLab settled, only Entra differs: repairPlanned applies it. */
+  | { kind: "entra"; plan: OnboardResult; binding: ProjectBinding }
+  /** Anything else: the per-project live path (repairProject). */
+  | { kind: "live" };
+
 /**
- * True when the read-ahead shows the project plainly in order: GitLab lists it at the registered path, not
- * pending deletion, its token layout needs nothing from GitLab, and the plan finds no difference. Findings
- * (look-alikes, memberships in groups no rule names) are recorded as the per-project loop records them.
+ * What the read-ahead shows for one project. GitLab's side must be plainly settled (listed at the registered
+ * path, not pending deletion, a token layout that needs nothing from GitLab); then the plan against the
+ * snapshot says "clean" (no difference) or "entra" (only writes to make, no environment refused or failed).
+ * Everything else goes the live path, which decides it exactly as the per-project loop does.
  */
-async function inOrder(
+async function readAheadPlan(
   ctx: WorkContext,
   deps: OnboardingDeps,
   project: RegisteredProject,
   live: GitLabProject | undefined,
-  report: DriftReport,
-): Promise<boolean> {
+): Promise<ReadAheadPlan> {
   const { rt } = ctx;
-  if (!live || live.pathWithNamespace !== project.path || live.markedForDeletionOn) return false;
+  if (!live || live.pathWithNamespace !== project.path || live.markedForDeletionOn) return { kind: "live" };
   const binding = settledSubjectLayout(
     rt.policy,
     project.path,
     project.subjectLayout,
     live.ciIdTokenSubClaimComponents,
   );
-  if (!binding) return false;
+  if (!binding) return { kind: "live" };
   const plan = await projectStatus(deps, project.projectId, { path: project.path, binding });
-  if (plan.environments.some((e) => e.status !== "unchanged")) return false;
-  report.findings += await recordFindings(rt, ctx.trigger, plan, ctx.job);
-  return true;
+  if (plan.environments.every((e) => e.status === "unchanged")) return { kind: "clean", plan };
+  if (plan.environments.every((e) => e.status === "unchanged" || e.status === "would-change"))
+    return { kind: "entra", plan, binding };
+  return { kind: "live" };
 }

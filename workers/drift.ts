@@ -10,6 +10,8 @@ import { onboardProject, projectStatus } from "../src/onboarding/onboard.ts";
 import { isWrite, offboardApp } from "../src/onboarding/reconciler.ts";
 import { soleOwner } from "../src/onboarding/registry.ts";
 import { RetiredIdentities } from "../src/onboarding/retired.ts";
+import type { OnboardResult } from "../src/onboarding/types.ts";
+import type { ProjectBinding } from "../src/policy/protection.ts";
 import { auditChanges } from "./audit-changes.ts";
 import { DRIFT_CHUNK_JOB, sweepChunk } from "./drift-sweep.ts";
 import { cleanUpEnvironments } from "./environment-cleanup.ts";
@@ -38,6 +40,8 @@ export interface DriftReport {
   findings: number;
   /** Bulk mode: projects planned from the read-ahead alone, and those taken through the live path. */
   planned: number;
+  /** Bulk mode: projects whose read-ahead plan showed Entra differences only, applied without a second plan. */
+  repairedFromPlan: number;
   live: number;
   /** Identities of environments GitLab stopped or deleted, removed past retainStoppedEnvironmentDays. */
   environmentsRemoved: number;
@@ -56,6 +60,7 @@ export const emptyReport = (mode: DriftReport["mode"]): DriftReport => ({
   purged: 0,
   findings: 0,
   planned: 0,
+  repairedFromPlan: 0,
   live: 0,
   environmentsRemoved: 0,
 });
@@ -148,6 +153,21 @@ export async function repairProject(
   const plan = await projectStatus(deps, projectId, { path, binding: layout });
   // Look-alike apps and memberships in groups no rule names: reported, never repaired.
   report.findings += await recordFindings(rt, ctx.trigger, plan, ctx.job);
+  await repairPlanned(ctx, { id: projectId, path }, plan, layout, report);
+}
+
+/**
+ * Applies what a plan found for a project GitLab shows where the bot has it: only the environments the plan
+ * would change, with the same onboarding apply (under each identity's lock, audited, reading Entra again by
+ * id before every write), so a plan that has gone stale meanwhile costs a repair that finds nothing to do.
+ */
+export async function repairPlanned(
+  ctx: WorkContext,
+  project: { id: number; path: string },
+  plan: OnboardResult,
+  binding: ProjectBinding,
+  report: DriftReport,
+): Promise<void> {
   const drifted = plan.environments.filter((e) => e.status === "would-change");
   if (drifted.length === 0) return;
   for (const env of drifted) {
@@ -155,11 +175,11 @@ export async function repairProject(
     for (const c of writes) metrics.driftFoundTotal.inc({ kind: c.kind });
     report.driftFound += writes.length;
   }
-  const result = await onboardProject(deps, {
-    project: { id: projectId, path },
+  const result = await onboardProject(ctx.onboarding(), {
+    project,
     environments: drifted.map((e) => e.environment),
     mode: "apply",
-    binding: layout,
+    binding,
   });
   for (const env of result.environments) {
     const writes = env.changes.filter(isWrite);

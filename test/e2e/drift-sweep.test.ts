@@ -50,11 +50,14 @@ async function lastSweep(): Promise<Record<string, unknown> | null> {
 describe("bulk drift sweep in chunks", () => {
   it("chains one job per chunk and resumes a failed chunk from its cursor, counting every project once", async () => {
     const [p1, p2, p3] = ids as [number, number, number];
-    // Drift in the middle project, and GitLab failing the first read of it: the chunk job fails once.
+    // Drift in the middle project, and Graph failing its credential reads (the $batch item, then the live read
+    // that stands in for it): the chunk job fails before writing anything, and its retry repairs.
     const prod2 = appOf(p2, "production");
     if (!prod2) throw new Error("no production app for project two");
     prod2.fics.splice(0, prod2.fics.length);
-    stack.gitlab.faults.failNext(1, 500, { pathIncludes: `/projects/${p2}` });
+    stack.entra.faults.failNext(2, 503, {
+      pathIncludes: `/applications/${prod2.id}/federatedIdentityCredentials`,
+    });
     await redis.del(`${stack.config.queuePrefix}:drift:last`);
     stack.entra.stats.reset();
 
@@ -70,7 +73,8 @@ describe("bulk drift sweep in chunks", () => {
       driftFound: 1,
       repaired: 1,
       planned: 2,
-      live: 1,
+      repairedFromPlan: 1,
+      live: 0,
     });
     expect(prod2.fics.map((f) => f.subject)).toEqual([
       "project_path:platform/sweep-two:ref_type:branch:ref:main",
