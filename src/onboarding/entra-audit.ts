@@ -7,15 +7,16 @@ import type { Change, EnvironmentOutcome } from "./types.ts";
 /**
  * The audit protocol of every Entra write, per (event, project, environment):
  *
- * 1. BEFORE any write: one `intended` record per write the plan found (same Change shape as the outcome),
- *    and an "open" marker in Redis for this (event, project, environment).
+ * 1. BEFORE each write: its `intended` record (same Change shape as the outcome; onboarding records each one
+ *    right before its write, offboarding and retirement all of their planned writes before the first), and an
+ *    "open" marker in Redis for this (event, project, environment).
  * 2. AFTER the writes: one `ok` record per write made in this attempt, then ONE closing record (change op
  *    `observe`, kind `application`, target = the environment) with the outcome of the environment (`ok`,
  *    `failed`, `refused`); the marker is removed.
  *
  * A crash or a retryable failure between 1 and 2 leaves the intended records and the marker. The retry
- * (same event id: jobs keep their trigger) plans again: what attempt 1 already wrote is no longer planned, so
- * it is neither intended nor recorded again, and because the marker is still there the retry writes the
+ * (same event id: jobs keep their trigger) reads again: what attempt 1 already wrote is no longer a difference,
+ * so it is neither intended nor recorded again, and because the marker is still there the retry writes the
  * closing record even when it finds nothing left to do. Reading the trail (/admin/audit, audit:export) for
  * one `trigger.eventId` + `environment`: every `intended` record is settled by the closing record that
  * follows it; an intended write without its own `ok` record was made by an earlier attempt (the closing

@@ -27,7 +27,7 @@ import {
 import { type IdentityPin, type PinStore, Registry, registeredIdentity } from "./registry.ts";
 import type { ReplicationWait } from "./replication.ts";
 import { RetiredIdentities } from "./retired.ts";
-import type { EnvironmentOutcome, OnboardResult } from "./types.ts";
+import type { Change, EnvironmentOutcome, OnboardResult } from "./types.ts";
 
 export interface OnboardingDeps {
   graph: GraphApi;
@@ -47,8 +47,9 @@ export interface OnboardingDeps {
   /** An app tagged like an identity that the bot does not own alone (log and metric it). */
   onCollision?: (c: OwnershipCollision) => void;
   /**
-   * Audit of Entra writes (entra-audit.ts): with it, an apply first plans (reads only, inside the identity
-   * lock) and records the planned writes as "intended" before making them, and records the outcome after.
+   * Audit of Entra writes (entra-audit.ts): with it, an apply records each write as "intended" right before
+   * making it (the reconciler's beforeWrite; offboarding and retirement plan first instead), and records the
+   * outcome after.
    */
   audit?: EntraWriteAudit;
   /** Resolves group templates (cached per worker); default: a fresh resolver per call. */
@@ -296,19 +297,15 @@ export async function onboardProject(deps: OnboardingDeps, input: OnboardInput):
         tagged: seen,
         ...(deps.replication ? { replication: deps.replication } : {}),
       };
-      const reconcile = async () => {
-        if (audited) {
-          // The same reads, no writes, no log lines or collision counts of its own: only what will be written.
-          const planned = await reconcileIdentity(deps.graph, desired, { ...options, mode: "plan" });
-          await audited.intended(project, environment, planned.changes.filter(isWrite));
-        }
-        return reconcileIdentity(deps.graph, desired, {
+      const reconcile = () =>
+        reconcileIdentity(deps.graph, desired, {
           ...options,
           mode,
           ...(deps.log ? { log: deps.log } : {}),
           ...(deps.onCollision ? { onCollision: deps.onCollision } : {}),
+          // Each write's intent is on record right before the write (entra-audit.ts), from the same reads.
+          ...(audited ? { beforeWrite: (c: Change) => audited.intended(project, environment, [c]) } : {}),
         });
-      };
       // A plan only reads: it takes no lock, so `policy diff` and status never wait for (or block) a worker.
       const r =
         mode === "plan"

@@ -41,6 +41,11 @@ export interface ReconcileOptions {
   replication?: Partial<ReplicationWait>;
   log?: (line: string) => void;
   onCollision?: (c: OwnershipCollision) => void;
+  /**
+   * Apply mode: awaited right before each Entra write with the change it is about to make (the audit's
+   * "intended" record, entra-audit.ts), so the intent is on record before the write without a second plan.
+   */
+  beforeWrite?: (change: Change) => Promise<void>;
 }
 
 export interface ReconcileResult {
@@ -165,6 +170,13 @@ export async function reconcileIdentity(
   const me = opts.botSpId;
   const changes: Change[] = [];
   const young = (t: number | undefined) => t !== undefined && wait.now() - t < wait.windowMs;
+  /** Records the change; in apply mode announces it (beforeWrite) and reports whether to write it now. */
+  const intend = async (change: Change): Promise<boolean> => {
+    changes.push(change);
+    if (!apply) return false;
+    await opts.beforeWrite?.(change);
+    return true;
+  };
 
   let pin: IdentityPin = (await opts.pins.get()) ?? { environment: env, displayName: plan.displayName };
   const savePin = async (next: IdentityPin) => {
@@ -215,8 +227,8 @@ export async function reconcileIdentity(
   }
 
   if (!app) {
-    changes.push({ op: "create", kind: "application", target: plan.displayName });
     if (!apply) {
+      changes.push({ op: "create", kind: "application", target: plan.displayName });
       changes.push({ op: "create", kind: "servicePrincipal", target: plan.displayName });
       for (const f of plan.fics) {
         changes.push({
@@ -230,6 +242,7 @@ export async function reconcileIdentity(
       await reportLookAlikes(graph, plan, opts, undefined, changes);
       return { changes };
     }
+    await intend({ op: "create", kind: "application", target: plan.displayName });
     // The intent first: a job that dies after Graph created the app but before it heard back repeats the same
     // upsert on its next attempt and gets that app back (204), never a second one.
     if (!pin.uniqueName) {
@@ -292,14 +305,14 @@ export async function reconcileIdentity(
       return { changes, refused };
     }
     if (app.displayName !== plan.displayName || !sameTags(app.tags, plan.tags)) {
-      changes.push({
+      const write = await intend({
         op: "update",
         kind: "application",
         target: plan.displayName,
         objectId: app.id,
         detail: app.displayName !== plan.displayName ? `renamed from ${app.displayName}` : "tags",
       });
-      if (apply) await graph.updateApplication(app.id, { displayName: plan.displayName, tags: plan.tags });
+      if (write) await graph.updateApplication(app.id, { displayName: plan.displayName, tags: plan.tags });
     }
   }
   const appRef = app;
@@ -316,8 +329,7 @@ export async function reconcileIdentity(
   }
   let createdSp = false;
   if (!sp) {
-    changes.push({ op: "create", kind: "servicePrincipal", target: plan.displayName });
-    if (apply) {
+    if (await intend({ op: "create", kind: "servicePrincipal", target: plan.displayName })) {
       const up = await untilReplicated(
         wait,
         {
@@ -353,14 +365,14 @@ export async function reconcileIdentity(
 
   // A retired identity whose project is back (restored, or onboarded again): its principal was disabled.
   if (sp && sp.accountEnabled === false) {
-    changes.push({
+    const write = await intend({
       op: "update",
       kind: "servicePrincipal",
       target: plan.displayName,
       objectId: sp.id,
       detail: "enabled again",
     });
-    if (apply) await graph.setServicePrincipalEnabled(sp.id, true);
+    if (write) await graph.setServicePrincipalEnabled(sp.id, true);
   }
 
   // 3. Federated credentials: deletes first, so a desired issuer+subject never collides with a stale one.
@@ -383,25 +395,25 @@ export async function reconcileIdentity(
   const wanted = new Map(plan.fics.map((f) => [f.name, f]));
   for (const have of current) {
     if (wanted.has(have.name)) continue;
-    changes.push({
+    const write = await intend({
       op: "delete",
       kind: "federatedIdentityCredential",
       target: have.name,
       objectId: have.id,
       detail: have.subject ?? undefined,
     });
-    if (apply) await graph.deleteFederatedCredential(appRef.id, have.id);
+    if (write) await graph.deleteFederatedCredential(appRef.id, have.id);
   }
   for (const want of plan.fics) {
     const have = current.find((f) => f.name === want.name);
     if (have && sameFic(have, want)) continue;
-    changes.push({
+    const write = await intend({
       op: have ? "update" : "create",
       kind: "federatedIdentityCredential",
       target: want.name,
       detail: have ? `${have.subject ?? "(expression)"} -> ${want.subject}` : want.subject,
     });
-    if (apply) {
+    if (write) {
       const spec = { issuer: want.issuer, subject: want.subject, audiences: want.audiences };
       await onApp(() =>
         graph.upsertFederatedCredential(appRef.id, want.name, {
@@ -435,8 +447,8 @@ export async function reconcileIdentity(
   const wantGroups = new Set(plan.groups.map((g) => g.toLowerCase()));
   for (const g of plan.groups) {
     if (haveGroups.has(g.toLowerCase())) continue;
-    changes.push({ op: "add", kind: "groupMembership", target: g, objectId: sp?.id });
-    if (apply && sp) {
+    const write = await intend({ op: "add", kind: "groupMembership", target: g, objectId: sp?.id });
+    if (write && sp) {
       const spId = sp.id;
       try {
         await untilReplicated(
@@ -477,8 +489,8 @@ export async function reconcileIdentity(
       );
       continue;
     }
-    changes.push({ op: "remove", kind: "groupMembership", target: g, objectId: sp?.id });
-    if (apply && sp) await graph.removeGroupMember(g, sp.id);
+    const write = await intend({ op: "remove", kind: "groupMembership", target: g, objectId: sp?.id });
+    if (write && sp) await graph.removeGroupMember(g, sp.id);
   }
 
   await reportLookAlikes(graph, plan, opts, appRef.id, changes);

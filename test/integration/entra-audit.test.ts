@@ -121,6 +121,43 @@ describe("Entra writes are announced before and settled after, whatever happens 
     expect((await audit.query({ limit: 500 })).records).toHaveLength(before);
   });
 
+  it("each write's intent is on record while the write is still in flight, from the same reads (no second plan)", async () => {
+    const graph = simGraph(sim, BOT);
+    await onboardProject(deps(graph, trigger("evt-inflight-setup")), {
+      project: { id: 19, path: "g/inflight" },
+      environments: ["production"],
+      mode: "apply",
+    });
+    const app = [...sim.state.applications.values()].find((a) => a.tags.includes("gitlab-project:19"));
+    if (!app) throw new Error("no app");
+    app.fics.splice(0, app.fics.length);
+    const t = trigger("evt-inflight");
+    // The FIC write reaches Graph and waits there: its intended record must already exist, its ok not yet.
+    const held = sim.hold({ method: "PATCH", pathIncludes: "/federatedIdentityCredentials" });
+    sim.stats.reset();
+    const run = onboardProject(deps(graph, t), {
+      project: { id: 19, path: "g/inflight" },
+      environments: ["production"],
+      mode: "apply",
+    });
+    await held.reached;
+    expect(summary(of((await audit.query({ limit: 500 })).records, "evt-inflight"))).toEqual([
+      "intended create federatedIdentityCredential",
+    ]);
+    held.release();
+    expect((await run).environments[0]?.status).toBe("changed");
+    expect(summary(of((await audit.query({ limit: 500 })).records, "evt-inflight"))).toEqual([
+      "intended create federatedIdentityCredential",
+      "ok create federatedIdentityCredential",
+      "ok observe application",
+    ]);
+    // One read of the identity's credentials: the intent came from the apply's own reads, not a plan pass.
+    const ficReads = sim.stats.requests.filter(
+      (r) => r.method === "GET" && r.path.endsWith(`/applications/${app.id}/federatedIdentityCredentials`),
+    );
+    expect(ficReads).toHaveLength(1);
+  });
+
   it("offboarding: a crash after the last delete, then a retry, leaves intended + closing", async () => {
     const graph = simGraph(sim, BOT);
     await onboardProject(deps(graph, trigger("evt-setup")), {
