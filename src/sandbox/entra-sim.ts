@@ -13,6 +13,7 @@ import {
 import { defaultCodeFor, type FailRule, SimFaults } from "./entra-sim/faults.ts";
 import { type Caller, type GraphEnv, type GraphRequest, handleGraph } from "./entra-sim/graph.ts";
 import { listenHttps } from "./entra-sim/listen.ts";
+import { type DirectorySeed, seedDirectory } from "./entra-sim/seed.ts";
 import {
   clearState,
   newState,
@@ -26,6 +27,7 @@ import {
 import { trustSandboxCa } from "./tls.ts";
 
 export { MAX_FICS_PER_APP } from "./entra-sim/graph.ts";
+export type { DirectorySeed } from "./entra-sim/seed.ts";
 export type { SimApp, SimFic, SimGroup, SimSp, SimState };
 
 export const DEFAULT_BOT_ROLES = [
@@ -82,6 +84,8 @@ export interface SimRequestRecord {
   headers: Record<string, string>;
   /** The simulator's clock when the answer was ready (ms). */
   at: number;
+  /** Objects a successful list answer returned (its `value` array), to count items read; absent otherwise. */
+  items?: number;
 }
 
 export interface HeldRequests {
@@ -119,6 +123,11 @@ export interface EntraSimulator {
     assertion: string;
     scope?: string;
   }): Promise<{ status: number; body: unknown }>;
+  /**
+   * Adds apps, service principals, credentials and group members given as plain data (entra-sim/seed.ts), as
+   * if the bot had created them long ago: benchmarks start from thousands of identities this way.
+   */
+  seed(data: DirectorySeed): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -372,6 +381,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       body: jsonOrText(sent),
       headers: pickHeaders(c.req.raw.headers),
       at: clock(),
+      ...listed(res),
     });
     const headers = new Headers(res.headers);
     headers.set("request-id", requestId);
@@ -507,6 +517,7 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
           body: item.body,
           headers: pickHeaders(new Headers(item.headers ?? {})),
           at: clock(),
+          ...listed(res),
         });
         return res;
       });
@@ -604,9 +615,16 @@ export async function startEntraSimulator(opts: EntraSimOptions): Promise<EntraS
       });
       return { status: res.status, body: await res.json() };
     },
+    seed: (data) => seedDirectory(state, botSpId, data, clock()),
     reset,
     close: listener.close,
   };
+}
+
+/** How many objects a list answer returned (`{ value: [...] }` with a 2xx status). */
+function listed(res: GraphResponse): { items?: number } {
+  const value = (res.body as { value?: unknown } | undefined)?.value;
+  return res.status < 300 && Array.isArray(value) ? { items: value.length } : {};
 }
 
 /** A request body as the contract sees it: JSON when it parses, else the text; undefined when empty. */

@@ -8,6 +8,7 @@ import { presentProject } from "./gitlab-sim/present.ts";
 import {
   addEnvironment,
   addProject,
+  addProjects,
   createState,
   deleteEnvironment,
   deployToEnvironment,
@@ -147,6 +148,8 @@ export interface GitLabSimulator {
   botUser: SimUser;
   addUser(user: SimUser): SimUser;
   addProject(seed: ProjectSeed): SimProject;
+  /** Many projects at once (benchmarks seed 10,000); the same as addProject for each, without its scans. */
+  addProjects(seeds: readonly ProjectSeed[]): SimProject[];
   addMember(projectId: number, userId: number, accessLevel: number, opts?: { inherited?: boolean }): void;
   removeMember(projectId: number, userId: number): void;
   addEnvironment(projectId: number, env: string | { name: string; tier?: string }): SimEnvironment;
@@ -285,6 +288,12 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
   };
 
   // ---- handle operations (shared by the JS API and /_sim/)
+  /** The bot's own membership as the seed says (default Maintainer). */
+  const botMember = (project: SimProject, seed: ProjectSeed) => {
+    const botLevel = seed.botAccessLevel === undefined ? 40 : seed.botAccessLevel;
+    if (botLevel !== null && !project.members.some((m) => m.userId === bot.id))
+      setMember(project, bot.id, botLevel, false);
+  };
   const mustProject = (id: number): SimProject => {
     const p = findProject(state, String(id));
     if (!p) throw new Error(`no project ${id}`);
@@ -304,10 +313,15 @@ export async function startGitLabSimulator(options: GitLabSimulatorOptions): Pro
     },
     addProject(seed: ProjectSeed): SimProject {
       const project = addProject(state, seed, defaults);
-      const botLevel = seed.botAccessLevel === undefined ? 40 : seed.botAccessLevel;
-      if (botLevel !== null && !project.members.some((m) => m.userId === bot.id))
-        setMember(project, bot.id, botLevel, false);
+      botMember(project, seed);
       return project;
+    },
+    addProjects(seeds: readonly ProjectSeed[]): SimProject[] {
+      const projects = addProjects(state, seeds, defaults);
+      projects.forEach((p, i) => {
+        botMember(p, seeds[i] as ProjectSeed);
+      });
+      return projects;
     },
     addMember(projectId: number, userId: number, accessLevel: number, opts: { inherited?: boolean } = {}) {
       setMember(mustProject(projectId), userId, accessLevel, opts.inherited ?? false);
