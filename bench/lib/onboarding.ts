@@ -20,11 +20,11 @@ export const WRITES_PER_PROJECT = 9;
 export const REQUESTS_PER_PROJECT = 11;
 
 const root = new URL("../../", import.meta.url).pathname;
-const CA = path.join(root, "src/sandbox/certs/ca.pem");
-const SIMULATORS = path.join(root, "bench/lib/simulators.ts");
-const MAIN = path.join(root, "dist/src/main.js");
-const SIM_READY = /"url":"(https:\/\/[^"]+)","stats":"(http:\/\/[^"]+)"/;
-const WORKER_READY = /gitlab-entra-bot started/;
+export const CA = path.join(root, "src/sandbox/certs/ca.pem");
+export const SIMULATORS = path.join(root, "bench/lib/simulators.ts");
+export const MAIN = path.join(root, "dist/src/main.js");
+export const SIM_READY = /"url":"(https:\/\/[^"]+)","stats":"(http:\/\/[^"]+)"/;
+export const WORKER_READY = /gitlab-entra-bot started/;
 
 export interface RunOptions {
   projects: number;
@@ -90,12 +90,12 @@ async function redisCpu(redis: Redis): Promise<number> {
   return get("used_cpu_sys") + get("used_cpu_user");
 }
 
-async function getJson<T>(url: string): Promise<T> {
+export async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url);
   return (await res.json()) as T;
 }
 
-async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = "0";
   do {
     const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
