@@ -2,7 +2,9 @@
  * bench:intake — can GitLab ever wait on us? Posts signed project_create and note webhooks, each with a fresh
  * Idempotency-Key, to the real api process (real Redis), and to a baseline process that only does the same
  * queue.add on the same server stack. Reports saturation throughput (ratio to baseline), latency at a fixed
- * rate, non-2xx, jobs in Redis vs accepted, and the api's peak RSS.
+ * rate, non-2xx, jobs in Redis vs accepted, and the api's peak RSS against the baseline's in the same run (the
+ * bare server's own peak, about 150 MB on the development machine, is Node + ioredis + BullMQ with requests in
+ * flight, and moves with the machine: an absolute bound measured the machine, not the api).
  *
  *   npm run bench:intake                          # full size (about 90 s)
  *   BENCH_SCALE=0.1 npm run bench:intake          # smoke size
@@ -18,6 +20,8 @@ import { type AutocannonResult, autocannon, rate } from "./lib/autocannon.ts";
 import { type Child, startNode } from "./lib/process.ts";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+/** Issue 16: the api's peak RSS at most this much above the bare queue.add server's in the same run. */
+const RSS_RATIO = 1.05;
 const SATURATION_REQUESTS = Math.max(5000, Math.round(50_000 * SCALE));
 const FIXED_SECONDS = Math.max(3, Math.round(30 * SCALE));
 const FIXED_RATE = Number(process.env.BENCH_RATE ?? 1000);
@@ -162,6 +166,7 @@ async function main(): Promise<void> {
   );
 
   const ratio = rate(api.saturation) / rate(baseline.saturation);
+  const rssRatio = api.rssMb / baseline.rssMb;
   const lines = [
     `bench:intake  ${new Date().toISOString()}  ${os.cpus().length} cores ${os.cpus()[0]?.model ?? ""}  node ${process.version}`,
     `saturation: ${SATURATION_REQUESTS} requests over ${CONNECTIONS} connections (best of 2); fixed rate: ${FIXED_RATE} req/s x ${FIXED_SECONDS} s over 10 connections`,
@@ -199,7 +204,12 @@ async function main(): Promise<void> {
       `${api.accepted} vs ${api.jobs}`,
       "equal",
     ]),
-    row(["peak RSS (MB)", baseline.rssMb.toFixed(0), api.rssMb.toFixed(0), "api <= 150"]),
+    row([
+      "peak RSS (MB)",
+      baseline.rssMb.toFixed(0),
+      `${api.rssMb.toFixed(0)} (${rssRatio.toFixed(2)} x baseline)`,
+      `<= ${RSS_RATIO} x baseline`,
+    ]),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
   const verdicts = [
@@ -207,7 +217,7 @@ async function main(): Promise<void> {
     ["p99 <= 25 ms at fixed rate", api.fixed.latency.p99 <= 25],
     ["zero non-2xx", api.failed === 0],
     ["every accepted webhook is a job", api.accepted === api.jobs],
-    ["api RSS <= 150 MB", api.rssMb <= 150],
+    [`api peak RSS <= ${RSS_RATIO} x baseline (${rssRatio.toFixed(2)} x)`, rssRatio <= RSS_RATIO],
   ] as const;
   for (const [what, ok] of verdicts) process.stdout.write(`${ok ? "PASS" : "FAIL"}  ${what}\n`);
   process.exitCode = verdicts.every(([, ok]) => ok) ? 0 : 1;
