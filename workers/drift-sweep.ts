@@ -1,7 +1,7 @@
 import type { Job } from "bullmq";
 import { z } from "zod";
 import { EntraError } from "../src/entra/errors.ts";
-import type { BulkRead, GraphApplication } from "../src/entra/graph.ts";
+import type { BulkRead, GraphApplication, GraphServicePrincipal } from "../src/entra/graph.ts";
 import { snapshotGraph } from "../src/entra/graph-snapshot.ts";
 import type { GitLabProject } from "../src/gitlab/api.ts";
 import type { Logger } from "../src/logging.ts";
@@ -74,6 +74,7 @@ const keys = (prefix: string, id = "") => ({
   lock: `${prefix}:drift:sweep:lock`,
   apps: `${prefix}:drift:sweep:${id}:apps`,
   tagged: `${prefix}:drift:sweep:${id}:tagged`,
+  sps: `${prefix}:drift:sweep:${id}:sps`,
 });
 
 const storedApp = z.object({
@@ -112,6 +113,7 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
 
   if (state.listed !== "1" || Date.now() - Date.parse(state.listedAt ?? state.startedAt) > STALE_MS) {
     await listApps(rt, k);
+    await listPrincipals(rt, k);
     state.listed = "1";
     state.listedAt = new Date().toISOString();
     await rt.redis.hset(k.state, "listed", "1", "listedAt", state.listedAt);
@@ -152,7 +154,7 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
       lastSweepKey(prefix),
       JSON.stringify({ ...result, startedAt: state.startedAt, finishedAt: new Date().toISOString() }),
     )
-    .del(k.state, k.apps, k.tagged)
+    .del(k.state, k.apps, k.tagged, k.sps)
     .exec();
   await job.log(`drift repair: ${JSON.stringify(report)}`);
   return result;
@@ -175,7 +177,7 @@ async function startSweep(rt: WorkerRuntime, prefix: string, job: Job): Promise<
   };
   const k = keys(prefix, state.id);
   const tx = rt.redis.multi();
-  if (old) tx.del(keys(prefix, old.id).apps, keys(prefix, old.id).tagged);
+  if (old) tx.del(keys(prefix, old.id).apps, keys(prefix, old.id).tagged, keys(prefix, old.id).sps);
   await tx.del(k.state).hset(k.state, state).expire(k.state, STATE_TTL_S).exec();
   return state;
 }
@@ -224,6 +226,37 @@ async function listApps(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
     tx.hset(k.tagged, Object.fromEntries(tagged.slice(i, i + 1000).map(([pid, v]) => [String(pid), v])));
   }
   await tx.expire(k.apps, STATE_TTL_S).expire(k.tagged, STATE_TTL_S).exec();
+}
+
+const storedSp = z.object({
+  id: z.string(),
+  appId: z.string(),
+  accountEnabled: z.boolean().optional(),
+  credentialCount: z.number().optional(),
+});
+
+/**
+ * The service principals the registry pins, from one listing of the principals carrying the bot's tag (the
+ * bot tags them like their apps): a page of 999 instead of one $batch item per identity. Only pinned ones are
+ * kept (planted principals cost the listing, not memory). Read for the whole sweep, so a chunk uses an entry
+ * only when the same chunk's fresh memberOf read answered for that principal (it still exists); otherwise the
+ * plan reads it live.
+ */
+async function listPrincipals(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
+  const pace = paceReads(rt);
+  const registered = await rt.registry.list();
+  const pinned = new Set(
+    registered.flatMap((p) => Object.values(p.environments).map((e) => e.spObjectId.toLowerCase())),
+  );
+  const sps = await rt.graph.listServicePrincipalsWithTag(BOT_TAG, {
+    ...(pace ? { pace } : {}),
+    keep: (sp) => pinned.has(sp.id.toLowerCase()),
+  });
+  const tx = rt.redis.multi().del(k.sps);
+  for (let i = 0; i < sps.length; i += 1000) {
+    tx.hset(k.sps, Object.fromEntries(sps.slice(i, i + 1000).map((sp) => [sp.id, JSON.stringify(sp)])));
+  }
+  await tx.expire(k.sps, STATE_TTL_S).exec();
 }
 
 /** The sweep's reads take the shared Graph budget's spare half (pacer.ts), when writes are paced at all. */
@@ -366,17 +399,21 @@ async function readAhead(
       { kind: "owners", appObjectId: pin.appObjectId },
       { kind: "fics", appObjectId: pin.appObjectId },
     );
-    if (pin.spObjectId) {
-      reads.push(
-        { kind: "servicePrincipal", id: pin.spObjectId },
-        { kind: "memberOf", principalObjectId: pin.spObjectId },
-      );
-    }
+    if (pin.spObjectId) reads.push({ kind: "memberOf", principalObjectId: pin.spObjectId });
   }
   const pace = paceReads(rt);
   const bulk = await rt.graph.bulkRead(reads, pace ? { pace } : {});
+  // A listed principal counts only when this chunk's memberOf read answered for it: it exists now.
+  const spIds = [...pins.values()].flat().flatMap((p) => (p.spObjectId ? [p.spObjectId] : []));
+  const rawSps = spIds.length ? await rt.redis.hmget(k.sps, ...spIds) : [];
+  const sps = new Map<string, GraphServicePrincipal>();
+  spIds.forEach((id, i) => {
+    const raw = rawSps[i];
+    const sp = raw ? storedSp.safeParse(JSON.parse(raw)) : undefined;
+    if (sp?.success && bulk.memberOf(id) !== undefined) sps.set(id, sp.data);
+  });
   const live = ctx.onboarding();
-  const graph = snapshotGraph(rt.graph, { apps, byTag, covers: (tag) => covered.has(tag), bulk });
+  const graph = snapshotGraph(rt.graph, { apps, byTag, covers: (tag) => covered.has(tag), bulk, sps });
   // No job-log lines for the planning pass: only projects that go the live path write their story.
   const { log: _quiet, audit: _none, ...rest } = live;
   return { ...rest, graph };

@@ -334,6 +334,24 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       return apps;
     },
 
+    async listServicePrincipalsWithTag(tag, o) {
+      const op = { action: `list service principals tagged ${tag}`, permission: P.appRead };
+      const filter = encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
+      const sps: GraphServicePrincipal[] = [];
+      let path: string | undefined = `/servicePrincipals?$filter=${filter}&$select=${SP_SELECT}&$top=999`;
+      while (path) {
+        await o?.pace?.();
+        const r: RawResult = await send(op, "GET", path, undefined, {}, false);
+        const pg = parse(op, page(servicePrincipalWithCredentialsSchema), r);
+        for (const raw of pg.value) {
+          const sp = toSpWithCredentials(raw);
+          if (!o?.keep || o.keep(sp)) sps.push(sp);
+        }
+        path = pg["@odata.nextLink"];
+      }
+      return sps;
+    },
+
     async bulkRead(reads, o) {
       const op = {
         action: "read app registrations and service principals in bulk ($batch)",

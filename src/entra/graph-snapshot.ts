@@ -1,5 +1,5 @@
 import { EntraError } from "./errors.ts";
-import type { BulkAnswers, GraphApi, GraphApplication } from "./graph.ts";
+import type { BulkAnswers, GraphApi, GraphApplication, GraphServicePrincipal } from "./graph.ts";
 
 /**
  * What drift's bulk sweep read ahead of planning: the bot-tagged apps (one paged listing) and the owners,
@@ -13,6 +13,8 @@ export interface GraphSnapshot {
   /** Whether the listing covered every app carrying this tag (it did for tags only tagged apps carry). */
   covers(tag: string): boolean;
   bulk: BulkAnswers;
+  /** Service principals from the sweep's listing, by object id (only those the caller vouches still exist). */
+  sps?: ReadonlyMap<string, GraphServicePrincipal>;
 }
 
 const readOnly = (what: string) =>
@@ -35,9 +37,11 @@ export function snapshotGraph(live: GraphApi, snap: GraphSnapshot): GraphApi {
       snap.covers(tag) ? [...(snap.byTag.get(tag) ?? [])] : live.listApplicationsByTag(tag),
     listApplicationsWithTag: (tag, o) => live.listApplicationsWithTag(tag, o),
     bulkRead: (reads, o) => live.bulkRead(reads, o),
+    listServicePrincipalsWithTag: (tag, o) => live.listServicePrincipalsWithTag(tag, o),
     getApplication: async (id) => snap.apps.get(id) ?? live.getApplication(id),
     listApplicationOwners: async (id) => snap.bulk.owners(id) ?? live.listApplicationOwners(id),
-    getServicePrincipal: async (id) => snap.bulk.servicePrincipal(id) ?? live.getServicePrincipal(id),
+    getServicePrincipal: async (id) =>
+      snap.sps?.get(id) ?? snap.bulk.servicePrincipal(id) ?? live.getServicePrincipal(id),
     getServicePrincipalByAppId: (appId) => live.getServicePrincipalByAppId(appId),
     listFederatedCredentials: async (id) => snap.bulk.fics(id) ?? live.listFederatedCredentials(id),
     listGroupMemberships: async (id) => snap.bulk.memberOf(id) ?? live.listGroupMemberships(id),

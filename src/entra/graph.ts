@@ -107,6 +107,14 @@ export interface GraphApi {
    */
   listApplicationsWithTag(tag: string, opts?: ListWithTagOptions): Promise<GraphApplication[]>;
   /**
+   * Every service principal carrying the tag (the bot tags its principals like their apps), in pages of 999
+   * with what getServicePrincipal reads: drift's sweep reads its principals this way instead of one by one.
+   */
+  listServicePrincipalsWithTag(
+    tag: string,
+    opts?: Pick<BulkReadOptions, "pace"> & { keep?: (sp: GraphServicePrincipal) => boolean },
+  ): Promise<GraphServicePrincipal[]>;
+  /**
    * Reads in JSON $batch requests of 20 (reference/entra.md section 6). Only answers that are complete (200,
    * one page) are kept; an item throttled (429) is retried once after its Retry-After, anything else is left
    * out for the caller to read alone, so a bulk read never decides more than a one-by-one read would.

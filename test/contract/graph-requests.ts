@@ -163,6 +163,13 @@ export const GRAPH_REQUESTS: RequestShape[] = [
     source: GD("serviceprincipal-upsert"),
   },
   {
+    id: "list service principals by tag",
+    method: "GET",
+    path: "/v1.0/servicePrincipals",
+    query: odata,
+    source: GD("serviceprincipal-list"),
+  },
+  {
     id: "create service principal",
     method: "POST",
     path: "/v1.0/servicePrincipals",

@@ -158,6 +158,10 @@ describe.each(["bulk", "per-project"] as const)("drift repair (maintenance job d
         .filter((r) => r.kind === "graph")
         .map((r) => `${r.method} ${r.path}`);
       expect(graph.filter((r) => /federatedIdentityCredentials|memberOf|owners/.test(r))).toEqual([]);
+      // Principals come from one listing by the bot's tag, not one read each (neither alone nor in a $batch).
+      const items = stack.entra.stats.requests.filter((r) => r.kind === "batch-item").map((r) => r.path);
+      expect([...graph, ...items].filter((r) => /servicePrincipals\/[0-9a-f-]{36}$/.test(r))).toEqual([]);
+      expect(graph.some((r) => r === "GET /v1.0/servicePrincipals")).toBe(true);
       expect(stack.entra.stats.requests.filter((r) => r.kind === "batch").length).toBeGreaterThan(0);
       // GitLab: the project listing, not a read of the project by id.
       const gl = stack.gitlab.stats.log.map((r) => `${r.method} ${r.path}`);
