@@ -259,10 +259,14 @@ async function listPrincipals(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
   await tx.expire(k.sps, STATE_TTL_S).exec();
 }
 
-/** The sweep's reads take the shared Graph budget's spare half (pacer.ts), when writes are paced at all. */
-function paceReads(rt: WorkerRuntime): (() => Promise<void>) | undefined {
+/**
+ * The sweep's reads take the shared Graph budget's spare half (pacer.ts), when writes are paced at all: a
+ * request of n reads costs n / GRAPH_READS_PER_WRITE tokens.
+ */
+function paceReads(rt: WorkerRuntime): ((reads: number) => Promise<void>) | undefined {
   const pacer = rt.graphPacer;
-  return pacer ? () => pacer.acquireSpare() : undefined;
+  const perWrite = rt.config.drift.readsPerWrite;
+  return pacer ? (reads) => pacer.acquireSpare(reads / perWrite) : undefined;
 }
 
 async function sweepProjects(

@@ -150,6 +150,13 @@ const envSchema = z.object({
     .number({ message: "must be a number (0 disables pacing)" })
     .min(0)
     .default(15),
+  /**
+   * How many Graph reads the shared budget counts as one write, for drift's bulk reads (a $batch of 20 reads
+   * takes 20 / this tokens). Entra's per-app budget is 3,500 (under 50 users), 5,000 or 8,000 (over 500) resource
+   * units per 10 s, a read with $select costing about 1, against 3,000 writes per 150 s: about 17, 25 or 40
+   * reads per write. 20 keeps sweep reads plus paced writes under the smallest tenant's budget.
+   */
+  GRAPH_READS_PER_WRITE: z.coerce.number({ message: "must be a number" }).min(1).max(1000).default(20),
   DRIFT_INTERVAL_SECONDS: z.coerce
     .number({ message: "must be a number of seconds (0 disables)" })
     .int()
@@ -264,7 +271,7 @@ export interface Config {
   /** WORKER_HTTP_PORT: where a worker-only process serves health and metrics; undefined = no HTTP. */
   workerHttpPort?: number;
   driftIntervalSeconds: number;
-  drift: { mode: "bulk" | "per-project"; chunkSize: number };
+  drift: { mode: "bulk" | "per-project"; chunkSize: number; readsPerWrite: number };
   graphWritesPerSecond: number;
   gitlab: {
     url: string | undefined;
@@ -404,7 +411,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, roleOverride?: Role): Config 
     workerConcurrency: e.WORKER_CONCURRENCY,
     ...(e.WORKER_HTTP_PORT !== undefined ? { workerHttpPort: e.WORKER_HTTP_PORT } : {}),
     driftIntervalSeconds: e.DRIFT_INTERVAL_SECONDS,
-    drift: { mode: e.DRIFT_SWEEP_MODE, chunkSize: e.DRIFT_CHUNK_SIZE },
+    drift: {
+      mode: e.DRIFT_SWEEP_MODE,
+      chunkSize: e.DRIFT_CHUNK_SIZE,
+      readsPerWrite: e.GRAPH_READS_PER_WRITE,
+    },
     graphWritesPerSecond: e.GRAPH_WRITES_PER_SECOND,
     gitlab: {
       url: e.GITLAB_URL,

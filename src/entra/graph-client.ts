@@ -89,6 +89,8 @@ const servicePrincipalWithCredentialsSchema = servicePrincipalSchema.extend({
 const APP_SELECT = "id,appId,displayName,tags,passwordCredentials,keyCredentials";
 /** JSON batching: at most 20 requests per $batch (reference/entra.md section 6). */
 const MAX_BATCH = 20;
+/** What one list page costs in Graph's throttling table (GET /applications: 2 resource units). */
+const LIST_PAGE_READS = 2;
 /** A throttled batch item waits at most this long before its one retry; past it, it is read alone later. */
 const MAX_ITEM_RETRY_WAIT_MS = 30_000;
 const batchResponseSchema = z.object({
@@ -322,7 +324,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       const apps: GraphApplication[] = [];
       let path: string | undefined = `/applications?$filter=${filter}&$select=${APP_SELECT}&$top=999`;
       while (path) {
-        await o?.pace?.();
+        await o?.pace?.(LIST_PAGE_READS);
         const r: RawResult = await send(op, "GET", path, undefined, {}, false);
         const pg = parse(op, page(applicationWithCredentialsSchema), r);
         for (const raw of pg.value) {
@@ -340,7 +342,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       const sps: GraphServicePrincipal[] = [];
       let path: string | undefined = `/servicePrincipals?$filter=${filter}&$select=${SP_SELECT}&$top=999`;
       while (path) {
-        await o?.pace?.();
+        await o?.pace?.(LIST_PAGE_READS);
         const r: RawResult = await send(op, "GET", path, undefined, {}, false);
         const pg = parse(op, page(servicePrincipalWithCredentialsSchema), r);
         for (const raw of pg.value) {
@@ -381,7 +383,7 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       const runBatch = async (
         items: BulkRead[],
       ): Promise<{ throttled: BulkRead[]; retryAfterMs: number }> => {
-        await o?.pace?.();
+        await o?.pace?.(items.length);
         requests += 1;
         const byId = new Map(items.map((r, i) => [String(i + 1), r]));
         const res = await send(

@@ -83,8 +83,12 @@ export interface BulkAnswers {
 }
 
 export interface BulkReadOptions {
-  /** Awaited before each $batch request (the sweep's low-priority share of the pacer). */
-  pace?: () => Promise<void>;
+  /**
+   * Awaited before each request with the reads it makes as Entra counts them (the items of a $batch; a list
+   * page counts 2, what Graph's throttling table charges for GET /applications): the sweep's low-priority
+   * share of the pacer.
+   */
+  pace?: (reads: number) => Promise<void>;
   /** $batch requests in flight at once (default 4). */
   concurrency?: number;
 }

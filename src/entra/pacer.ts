@@ -9,7 +9,8 @@ export interface GraphPacer {
   /** Resolves when this caller may send one write. */
   acquire(): Promise<void>;
   /**
-   * Low priority (drift's bulk sweep): takes one token only while the bucket keeps at least half its burst
+   * Low priority (drift's bulk sweep): takes `cost` tokens (default 1; a $batch of reads costs its items over
+   * GRAPH_READS_PER_WRITE) only while the bucket keeps at least half its burst
    * afterwards, and otherwise waits for the refill without queueing ahead of anyone. Onboarding writes, which
    * take tokens in arrival order, therefore always find the other half: a sweep never starves onboarding, and
    * together they never exceed the one shared rate. Writes arriving at the full rate keep the bucket below
@@ -17,7 +18,7 @@ export interface GraphPacer {
    * the time a full burst takes to refill, the caller queues like a write (acquire), so drift, the safety net
    * for freed paths, still gets a fair slot instead of none.
    */
-  acquireSpare(): Promise<void>;
+  acquireSpare(cost?: number): Promise<void>;
 }
 
 export interface RedisPacerOptions {
@@ -49,6 +50,7 @@ local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local reserve = tonumber(ARGV[4])
+local cost = tonumber(ARGV[5]) or 1
 if now == nil then
   local t = redis.call("TIME")
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -64,12 +66,12 @@ if now > at then
   tokens = math.min(burst, tokens + (now - at) * rate / 1000000)
   at = now
 end
-if reserve ~= nil and tokens - 1 < reserve then
+if reserve ~= nil and tokens - cost < reserve then
   redis.call("HSET", KEYS[1], "tokens", string.format("%.6f", tokens), "at", string.format("%.0f", at))
   redis.call("PEXPIRE", KEYS[1], math.ceil(math.max(0, burst - tokens) * 1000 / rate) + 1000)
-  return math.max(1, math.ceil((reserve + 1 - tokens) * 1000 / rate))
+  return math.max(1, math.ceil((reserve + cost - tokens) * 1000 / rate))
 end
-tokens = tokens - 1
+tokens = tokens - cost
 redis.call("HSET", KEYS[1], "tokens", string.format("%.6f", tokens), "at", string.format("%.0f", at))
 -- Once full again the bucket equals a missing key, so let it expire then.
 redis.call("PEXPIRE", KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
@@ -80,7 +82,14 @@ return math.ceil(-tokens * 1000 / rate)
 const COMMAND = "gebGraphPacerTake";
 
 type WithTake = Redis & {
-  [COMMAND](key: string, rate: string, burst: string, nowMicros: string, reserve?: string): Promise<number>;
+  [COMMAND](
+    key: string,
+    rate: string,
+    burst: string,
+    nowMicros: string,
+    reserve?: string,
+    cost?: string,
+  ): Promise<number>;
 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -88,6 +97,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** A pacer over Redis (one round trip per write); `ratePerSecond` <= 0 means no pacing. */
 export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPacer {
   if (!(opts.ratePerSecond > 0)) return { acquire: async () => {}, acquireSpare: async () => {} };
+  // A take never exceeds the burst, or it could never be granted.
+  const clampCost = (cost: number) =>
+    String(Math.min(Math.max(cost, 0.001), Math.max(1, opts.burst ?? opts.ratePerSecond)));
   const rate = String(opts.ratePerSecond);
   const burst = String(Math.max(1, opts.burst ?? opts.ratePerSecond));
   // defineCommand caches the script by SHA (EVALSHA, falling back to EVAL once per connection).
@@ -99,21 +111,22 @@ export function createRedisPacer(redis: Redis, opts: RedisPacerOptions): GraphPa
   const reserve = String(Number(burst) / 2);
   // The longest a low-priority caller defers to writes before it queues like one: a full burst's refill.
   const maxSpareWaitMs = (Number(burst) * 1000) / opts.ratePerSecond;
-  const acquire = async () => {
-    const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now()));
+  const take = async (cost = "1") => {
+    const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now(), "", cost));
     if (waitMs > 0) await wait(waitMs);
   };
   return {
-    acquire,
-    async acquireSpare() {
+    acquire: () => take(),
+    async acquireSpare(cost = 1) {
+      const c = clampCost(cost);
       let waited = 0;
       while (waited < maxSpareWaitMs) {
-        const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now(), reserve));
+        const waitMs = Number(await r[COMMAND](opts.key, rate, burst, now(), reserve, c));
         if (waitMs === 0) return;
         await wait(waitMs);
         waited += waitMs;
       }
-      await acquire();
+      await take(c);
     },
   };
 }

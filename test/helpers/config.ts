@@ -13,7 +13,7 @@ export function baseConfig(overrides: Partial<Config> = {}): Config {
     bodyLimitBytes: 1024 * 1024,
     workerConcurrency: 4,
     driftIntervalSeconds: 0,
-    drift: { mode: "bulk", chunkSize: 500 },
+    drift: { mode: "bulk", chunkSize: 500, readsPerWrite: 20 },
     graphWritesPerSecond: 0,
     gitlab: {
       url: "https://gitlab.example.com",

@@ -133,6 +133,28 @@ describe("the shared Redis token bucket", () => {
     expect(sleeps.reduce((a, b) => a + b, 0)).toBe(600);
   });
 
+  it("a low-priority take can cost a fraction of a token (a $batch of reads over GRAPH_READS_PER_WRITE)", async () => {
+    const redis = connect();
+    let now = 1_700_000_000_000;
+    const sleeps: number[] = [];
+    const pacer = createRedisPacer(redis, {
+      key: `${prefix}:bucket-spare-cost`,
+      ratePerSecond: 10,
+      burst: 10,
+      now: () => now,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        now += ms;
+      },
+    });
+    // Half the burst (5 tokens) is the sweep's: ten takes of half a token each, none waits.
+    for (let i = 0; i < 10; i++) await pacer.acquireSpare(0.5);
+    expect(sleeps).toEqual([]);
+    // The eleventh waits for half a token's refill (50 ms at 10/s).
+    await pacer.acquireSpare(0.5);
+    expect(sleeps).toEqual([50]);
+  });
+
   it("rate 0 is no pacing and touches no Redis key", async () => {
     const redis = connect();
     const key = `${prefix}:bucket-off`;

@@ -152,7 +152,7 @@ describe("the bulk sweep against a GitLab full of the attacker's projects", () =
     });
     await settled(stack);
     const wide = createWorkerRuntime({
-      config: { ...stack.config, drift: { mode: "bulk", chunkSize: 10 } },
+      config: { ...stack.config, drift: { mode: "bulk", readsPerWrite: 20, chunkSize: 10 } },
       policy: stack.policy,
       logger,
       redis,
