@@ -11,6 +11,9 @@
  *   BENCH_SCALE=0.1 npm run bench:drift              # smoke size (1,000; 100)
  *   BENCH_BASELINE_PROJECTS=500 npm run bench:drift  # another baseline sample
  *   BENCH_GRAPH_WRITES_PER_SECOND=48                 # the bot's write pacing (default: the bot's own, 15)
+ *   BENCH_GRAPH_READS_PER_WRITE=40                   # the sweep's read pacing (default 40: an organisation with
+ *                                                    # 10,000 projects is an Entra tenant of over 500 users; the
+ *                                                    # bot's own default, 20, suits the smallest tenants)
  */
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -51,6 +54,7 @@ const BASELINE = Math.min(
 );
 const LATENCY = Number(process.env.BENCH_GRAPH_LATENCY_MS ?? 30);
 const WRITES_PER_SECOND = process.env.BENCH_GRAPH_WRITES_PER_SECOND;
+const READS_PER_WRITE = process.env.BENCH_GRAPH_READS_PER_WRITE ?? "40";
 /** A sweep that has not finished by then has hung: fail instead of waiting forever. */
 const SWEEP_TIMEOUT_MS = Number(process.env.BENCH_SWEEP_TIMEOUT_S ?? 1800) * 1000;
 const TARGETS = { requestRatio: 20, identitiesPerTwoMinutes: 20_000, workerRssMb: 300 };
@@ -205,6 +209,7 @@ async function run(world: BenchWorld, mode: Run["mode"], sweeps: number, policyY
         DRIFT_SWEEP_MODE: mode,
         ...(process.env.DRIFT_CHUNK_SIZE ? { DRIFT_CHUNK_SIZE: process.env.DRIFT_CHUNK_SIZE } : {}),
         ...(WRITES_PER_SECOND ? { GRAPH_WRITES_PER_SECOND: WRITES_PER_SECOND } : {}),
+        GRAPH_READS_PER_WRITE: READS_PER_WRITE,
       },
       NODE_FLAGS,
       WORKER_READY,
@@ -322,7 +327,7 @@ const checks: Array<[boolean, string]> = [
 const lines = [
   `bench:drift  ${machine()}`,
   `${PROJECTS} projects x 2 environments seeded; 1 % of identities drifted per kind; Graph ${LATENCY} ms per HTTP call; ` +
-    `one worker, GRAPH_WRITES_PER_SECOND ${WRITES_PER_SECOND ?? "default"}; baseline sample ${BASELINE} projects`,
+    `one worker, GRAPH_WRITES_PER_SECOND ${WRITES_PER_SECOND ?? "default"}, GRAPH_READS_PER_WRITE ${READS_PER_WRITE}; baseline sample ${BASELINE} projects`,
   "",
   row([
     "",
