@@ -1,5 +1,5 @@
 /**
- * bench:burst — a group migration: 1,000 project_create webhooks at once, a policy with two environments, a
+ * bench:burst — a group migration: 1,000 project_create webhooks at once, the sandbox policy (what it onboards per project is derived from it), a
  * Graph simulator with 30 ms per call and a tenant write budget of 50/s (429 + Retry-After beyond it), one api
  * and two worker processes on real Redis. Can the bot onboard them as fast as the throttle allows, without
  * being told 429, without duplicates, within its memory budget?
@@ -12,7 +12,14 @@
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { machine, REQUESTS_PER_PROJECT, row, runOnboarding, WRITES_PER_PROJECT } from "./lib/onboarding.ts";
+import {
+  COST_PER_PROJECT,
+  machine,
+  REQUESTS_PER_PROJECT,
+  row,
+  runOnboarding,
+  WRITES_PER_PROJECT,
+} from "./lib/onboarding.ts";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const PROJECTS = Math.max(10, Math.round(1000 * SCALE));
@@ -39,13 +46,20 @@ const lowerBoundS = writesNeeded / SIM_WPS;
 const totalS = r.totalMs / 1000;
 const perProject = r.entra.graphRequests / PROJECTS;
 const throttledShare = r.entra.graphRequests ? r.entra.throttled / r.entra.graphRequests : 0;
-const expectedFics = PROJECTS * 3;
-const groups = Object.values(r.entra.groupMembers);
+// Expected identities, FICs and group members: what the policy the bot runs with asks for (onboardingCost).
+const expectedApps = PROJECTS * COST_PER_PROJECT.identities;
+const expectedFics = PROJECTS * COST_PER_PROJECT.fics;
+const expectedMembers = (group: string) => PROJECTS * (COST_PER_PROJECT.groups[group.toLowerCase()] ?? 0);
+const groupIds = [
+  ...new Set([...Object.keys(r.entra.groupMembers), ...Object.keys(COST_PER_PROJECT.groups)]),
+];
+const groups = groupIds.map((g) => r.entra.groupMembers[g] ?? 0);
+const groupsAsExpected = groupIds.every((g) => (r.entra.groupMembers[g] ?? 0) === expectedMembers(g));
 const peakRss = Math.max(...r.workerRssMb);
 
 const lines = [
   `bench:burst  ${machine()}`,
-  `${PROJECTS} project_create webhooks at once; policy: staging (2 FICs) + production (1 FIC), one group each; ` +
+  `${PROJECTS} project_create webhooks at once; sandbox policy: ${COST_PER_PROJECT.identities} identities, ${COST_PER_PROJECT.fics} FICs, ${WRITES_PER_PROJECT} writes per project; ` +
     `Graph: ${LATENCY} ms per call, ${SIM_WPS} writes/s then 429; bot: ${WORKERS} workers x concurrency ${CONCURRENCY}, ` +
     `GRAPH_WRITES_PER_SECOND=${PACE}`,
   "",
@@ -85,10 +99,10 @@ const lines = [
   row([
     "apps (distinct identities, duplicates) / SPs",
     `${r.entra.apps} (${r.entra.identities}, ${r.entra.duplicateApps}) / ${r.entra.servicePrincipals}`,
-    `exactly ${2 * PROJECTS}, no duplicates`,
+    `exactly ${expectedApps}, no duplicates`,
   ]),
   row(["FICs (duplicates)", `${r.entra.fics} (${r.entra.ficDuplicates})`, `${expectedFics}, no duplicates`]),
-  row(["group members (production / staging)", groups.join(" / "), `${PROJECTS} each`]),
+  row(["group members (by group)", groups.join(" / "), groupIds.map(expectedMembers).join(" / ")]),
   row(["GitLab API requests (writes)", `${r.gitlab.requests} (${r.gitlab.writes})`, "(information)"]),
   row(["worker peak RSS (MB)", r.workerRssMb.map((m) => m.toFixed(0)).join(" / "), "<= 300 each"]),
   row(["api peak RSS (MB)", r.apiRssMb.toFixed(0), "(information)"]),
@@ -109,13 +123,13 @@ const verdicts = [
     r.failedJobs === 0 && r.completedEvents === PROJECTS && r.completedReports === PROJECTS,
   ],
   [
-    `exactly ${2 * PROJECTS} apps and ${expectedFics} FICs, no duplicates`,
-    r.entra.apps === 2 * PROJECTS &&
-      r.entra.identities === 2 * PROJECTS &&
+    `exactly ${expectedApps} apps and ${expectedFics} FICs, no duplicates`,
+    r.entra.apps === expectedApps &&
+      r.entra.identities === expectedApps &&
       r.entra.duplicateApps === 0 &&
       r.entra.fics === expectedFics &&
       r.entra.ficDuplicates === 0 &&
-      groups.every((n) => n === PROJECTS),
+      groupsAsExpected,
   ],
   ["Graph requests per project <= 1.1 x minimum", perProject <= 1.1 * REQUESTS_PER_PROJECT],
   ["worker RSS <= 300 MB each", peakRss <= 300],

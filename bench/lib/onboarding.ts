@@ -9,15 +9,69 @@ import os from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import { parsePolicy } from "../../src/config/policy.ts";
+import { planIdentity } from "../../src/onboarding/planner.ts";
+import { desiredComponents } from "../../src/policy/protection.ts";
+import { environmentIn, onboardsAutomatically, projectRule } from "../../src/policy/rules.ts";
 import { QUEUES } from "../../src/queue/names.ts";
 import { SANDBOX, sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
 import { type Child, NODE_FLAGS, startNode } from "./process.ts";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-/** Graph writes a new project costs with the sandbox policy's two environments: 2 apps, 2 SPs, 3 FICs, 2 groups. */
-export const WRITES_PER_PROJECT = 9;
-/** ... plus one list-by-tag read per environment: the minimum number of Graph requests (reconcile.test.ts). */
-export const REQUESTS_PER_PROJECT = 11;
+/** The path every bench project is created at (projectCreate below): the sandbox policy's default rule. */
+const BENCH_PROJECT_PATH = "bench/p-1";
+
+export interface OnboardingCost {
+  /** Identities (one app and one SP each) a project_create onboards. */
+  identities: number;
+  fics: number;
+  /** Group object id (or template) -> how many of a project's identities join it. */
+  groups: Record<string, number>;
+  /** Graph writes: an app, a service principal, each FIC and each group add. */
+  writes: number;
+  /** ... plus one lookup per identity: the minimum number of Graph requests (reconcile.test.ts). */
+  requests: number;
+}
+
+/**
+ * What onboarding one bench project costs under a policy, from the bot's own rules and planner: the
+ * environments onProjectCreate names that are onboarded without a person asking (privileged ones are not),
+ * and their FICs under the subject layout the project's rule establishes (a rule with a privileged
+ * environment adds ref_protected: a plain environment then gets one credential per ref and value).
+ * Hard-coded counts went stale when the sandbox policy changed; these follow it.
+ */
+export function onboardingCost(policyYaml: string, projectPath = BENCH_PROJECT_PATH): OnboardingCost {
+  const policy = parsePolicy(policyYaml);
+  const rule = projectRule(policy, projectPath);
+  const binding = { components: desiredComponents(policy, rule) };
+  const cost: OnboardingCost = { identities: 0, fics: 0, groups: {}, writes: 0, requests: 0 };
+  for (const environment of rule.onProjectCreate.environments) {
+    const decision = environmentIn(rule, environment);
+    if (!decision || !onboardsAutomatically(decision)) continue;
+    const plan = planIdentity({
+      project: { id: 1, path: projectPath },
+      environment,
+      policy,
+      issuer: "https://gitlab.bench.example",
+      binding,
+      // Counting only: a template stands for the one group it resolves to.
+      groups: decision.settings.groups,
+    });
+    if (!plan) continue;
+    cost.identities += 1;
+    cost.fics += plan.fics.length;
+    for (const g of plan.groups) cost.groups[g] = (cost.groups[g] ?? 0) + 1;
+    cost.writes += 2 + plan.fics.length + plan.groups.length;
+    cost.requests += 3 + plan.fics.length + plan.groups.length;
+  }
+  return cost;
+}
+
+/** The policy runOnboarding gives the bot, and what it costs per project. */
+export const POLICY_YAML = sandboxPolicyYaml();
+export const COST_PER_PROJECT = onboardingCost(POLICY_YAML);
+export const WRITES_PER_PROJECT = COST_PER_PROJECT.writes;
+export const REQUESTS_PER_PROJECT = COST_PER_PROJECT.requests;
 
 const root = new URL("../../", import.meta.url).pathname;
 export const CA = path.join(root, "src/sandbox/certs/ca.pem");
@@ -140,7 +194,7 @@ export async function runOnboarding(o: RunOptions): Promise<RunResult> {
   };
   const dir = mkdtempSync(path.join(os.tmpdir(), "geb-bench-"));
   const policyFile = path.join(dir, "policy.yaml");
-  writeFileSync(policyFile, sandboxPolicyYaml());
+  writeFileSync(policyFile, POLICY_YAML);
   const children: Child[] = [];
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const events = new Queue(QUEUES.events, { connection: redis, prefix });
