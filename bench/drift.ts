@@ -44,7 +44,7 @@ import {
   SIMULATORS,
   WORKER_READY,
 } from "./lib/onboarding.ts";
-import { type Child, NODE_FLAGS, startNode } from "./lib/process.ts";
+import { type Child, startNode, WORKER_NODE_FLAGS } from "./lib/process.ts";
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const PROJECTS = Math.max(100, Math.round(10_000 * SCALE));
@@ -55,6 +55,8 @@ const BASELINE = Math.min(
 const LATENCY = Number(process.env.BENCH_GRAPH_LATENCY_MS ?? 30);
 const WRITES_PER_SECOND = process.env.BENCH_GRAPH_WRITES_PER_SECOND;
 const READS_PER_WRITE = process.env.BENCH_GRAPH_READS_PER_WRITE ?? "40";
+/** The worker's V8 flags: the deployed worker's (process.ts), unless BENCH_WORKER_NODE_FLAGS tries others. */
+const WORKER_FLAGS = process.env.BENCH_WORKER_NODE_FLAGS?.split(" ").filter(Boolean) ?? WORKER_NODE_FLAGS;
 /** A sweep that has not finished by then has hung: fail instead of waiting forever. */
 const SWEEP_TIMEOUT_MS = Number(process.env.BENCH_SWEEP_TIMEOUT_S ?? 1800) * 1000;
 const TARGETS = { requestRatio: 20, identitiesPerTwoMinutes: 20_000, workerRssMb: 300 };
@@ -211,7 +213,7 @@ async function run(world: BenchWorld, mode: Run["mode"], sweeps: number, policyY
         ...(WRITES_PER_SECOND ? { GRAPH_WRITES_PER_SECOND: WRITES_PER_SECOND } : {}),
         GRAPH_READS_PER_WRITE: READS_PER_WRITE,
       },
-      NODE_FLAGS,
+      WORKER_FLAGS,
       WORKER_READY,
     );
     children.push(worker);

@@ -15,7 +15,7 @@ import { desiredComponents } from "../../src/policy/protection.ts";
 import { environmentIn, onboardsAutomatically, projectRule } from "../../src/policy/rules.ts";
 import { QUEUES } from "../../src/queue/names.ts";
 import { SANDBOX, sandboxPolicyYaml } from "../../src/sandbox/stack.ts";
-import { type Child, NODE_FLAGS, startNode } from "./process.ts";
+import { type Child, startNode, WORKER_NODE_FLAGS } from "./process.ts";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 /** The path every bench project is created at (projectCreate below): the sandbox policy's default rule. */
@@ -251,7 +251,7 @@ export async function runOnboarding(o: RunOptions): Promise<RunResult> {
         MAIN,
         ["--role=worker"],
         env,
-        [...NODE_FLAGS, ...(o.workerNodeFlags ?? [])],
+        [...WORKER_NODE_FLAGS, ...(o.workerNodeFlags ?? [])],
         WORKER_READY,
       );
       workers.push(w);

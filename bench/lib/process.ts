@@ -5,6 +5,13 @@ import { join } from "node:path";
 
 /** The image's V8 flags (Dockerfile): a smaller young generation keeps RSS low at no throughput cost. */
 export const NODE_FLAGS = ["--max-semi-space-size=8"];
+/**
+ * The worker role's flags (deploy/kubernetes worker command, docker-compose worker entrypoint): V8's
+ * optimize-for-size heap heuristics collect sooner. Measured in bench:drift (3,000 projects): the bulk sweep's
+ * worker peaked at 309 MB without it and 181 MB with it, at the same sweep time; the live heap after a full
+ * collection is 50-70 MB either way, the difference is garbage V8 let build up between collections.
+ */
+export const WORKER_NODE_FLAGS = [...NODE_FLAGS, "--optimize-for-size"];
 
 export interface Child {
   proc: ChildProcess;
