@@ -240,6 +240,33 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
   }
 
   const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  const tagFilter = (tag: string) => encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
+
+  /**
+   * A tag listing for drift's sweep: pages paced by the caller (each page counts LIST_PAGE_READS), and only
+   * what `keep` accepts held, as each page arrives (anyone can tag objects like the bot's, as many as they like).
+   */
+  async function listTagged<S extends z.ZodType, T>(
+    op: GraphOperation,
+    firstPath: string,
+    schema: S,
+    map: (raw: z.infer<S>) => T,
+    o: { pace?: (reads: number) => Promise<void>; keep?: (item: T) => boolean } | undefined,
+  ): Promise<T[]> {
+    const out: T[] = [];
+    let path: string | undefined = firstPath;
+    while (path) {
+      await o?.pace?.(LIST_PAGE_READS);
+      const r: RawResult = await send(op, "GET", path, undefined, {}, false);
+      const pg = parse(op, page(schema), r);
+      for (const raw of pg.value as z.infer<S>[]) {
+        const item = map(raw);
+        if (!o?.keep || o.keep(item)) out.push(item);
+      }
+      path = pg["@odata.nextLink"];
+    }
+    return out;
+  }
   const absent = async (op: GraphOperation, method: Method, path: string): Promise<"deleted" | "absent"> => {
     try {
       await send(op, method, path);
@@ -318,40 +345,24 @@ export function createGraphApi(opts: GraphClientOptions): GraphApi {
       return apps.map(toApp);
     },
 
-    async listApplicationsWithTag(tag, o) {
-      const op = { action: `list app registrations tagged ${tag}`, permission: P.appRead };
-      const filter = encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
-      const apps: GraphApplication[] = [];
-      let path: string | undefined = `/applications?$filter=${filter}&$select=${APP_SELECT}&$top=999`;
-      while (path) {
-        await o?.pace?.(LIST_PAGE_READS);
-        const r: RawResult = await send(op, "GET", path, undefined, {}, false);
-        const pg = parse(op, page(applicationWithCredentialsSchema), r);
-        for (const raw of pg.value) {
-          const app = toAppWithCredentials(raw);
-          if (!o?.keep || o.keep(app)) apps.push(app);
-        }
-        path = pg["@odata.nextLink"];
-      }
-      return apps;
+    listApplicationsWithTag(tag, o) {
+      return listTagged(
+        { action: `list app registrations tagged ${tag}`, permission: P.appRead },
+        `/applications?$filter=${tagFilter(tag)}&$select=${APP_SELECT}&$top=999`,
+        applicationWithCredentialsSchema,
+        toAppWithCredentials,
+        o,
+      );
     },
 
-    async listServicePrincipalsWithTag(tag, o) {
-      const op = { action: `list service principals tagged ${tag}`, permission: P.appRead };
-      const filter = encodeURIComponent(`tags/any(t:t eq ${quote(tag)})`);
-      const sps: GraphServicePrincipal[] = [];
-      let path: string | undefined = `/servicePrincipals?$filter=${filter}&$select=${SP_SELECT}&$top=999`;
-      while (path) {
-        await o?.pace?.(LIST_PAGE_READS);
-        const r: RawResult = await send(op, "GET", path, undefined, {}, false);
-        const pg = parse(op, page(servicePrincipalWithCredentialsSchema), r);
-        for (const raw of pg.value) {
-          const sp = toSpWithCredentials(raw);
-          if (!o?.keep || o.keep(sp)) sps.push(sp);
-        }
-        path = pg["@odata.nextLink"];
-      }
-      return sps;
+    listServicePrincipalsWithTag(tag, o) {
+      return listTagged(
+        { action: `list service principals tagged ${tag}`, permission: P.appRead },
+        `/servicePrincipals?$filter=${tagFilter(tag)}&$select=${SP_SELECT}&$top=999`,
+        servicePrincipalWithCredentialsSchema,
+        toSpWithCredentials,
+        o,
+      );
     },
 
     async bulkRead(reads, o) {
