@@ -112,8 +112,10 @@ async function runChunk(rt: WorkerRuntime, job: Job, log: Logger): Promise<Drift
   const report: DriftReport = JSON.parse(state.report) as DriftReport;
 
   if (state.listed !== "1" || Date.now() - Date.parse(state.listedAt ?? state.startedAt) > STALE_MS) {
-    await listApps(rt, k);
-    await listPrincipals(rt, k);
+    // One registry read for both listings: they keep only what it pins.
+    const registered = await rt.registry.list();
+    await listApps(rt, k, registered);
+    await listPrincipals(rt, k, registered);
     state.listed = "1";
     state.listedAt = new Date().toISOString();
     await rt.redis.hset(k.state, "listed", "1", "listedAt", state.listedAt);
@@ -192,9 +194,8 @@ const SEARCH_LIVE = "live";
  * registered project that other apps are tagged for (look-alikes: reported, never used) has its tag search
  * marked SEARCH_LIVE, so its plan searches live as the per-project loop does and reports the same findings.
  */
-async function listApps(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
+async function listApps(rt: WorkerRuntime, k: ReturnType<typeof keys>, registered: RegisteredProject[]) {
   const pace = paceReads(rt);
-  const registered = await rt.registry.list();
   const pinned = new Set(registered.flatMap((p) => Object.values(p.environments).map((e) => e.appObjectId)));
   const projects = new Set(registered.map((p) => p.projectId));
   const byProject = new Map<number, string[]>();
@@ -242,9 +243,12 @@ const storedSp = z.object({
  * only when the same chunk's fresh memberOf read answered for that principal (it still exists); otherwise the
  * plan reads it live.
  */
-async function listPrincipals(rt: WorkerRuntime, k: ReturnType<typeof keys>) {
+async function listPrincipals(
+  rt: WorkerRuntime,
+  k: ReturnType<typeof keys>,
+  registered: RegisteredProject[],
+) {
   const pace = paceReads(rt);
-  const registered = await rt.registry.list();
   const pinned = new Set(
     registered.flatMap((p) => Object.values(p.environments).map((e) => e.spObjectId.toLowerCase())),
   );
@@ -276,13 +280,15 @@ async function sweepProjects(
   report: DriftReport,
 ): Promise<void> {
   const { rt } = ctx;
-  const projects = (await Promise.all(ids.map((id) => rt.registry.get(id)))).filter(
-    (p): p is RegisteredProject => p !== undefined,
-  );
+  // One read of each project's registry hash: the project and all its pins, complete or not.
+  const read = await Promise.all(ids.map((id) => rt.registry.getWithPins(id)));
+  const projects: RegisteredProject[] = [];
   const pins = new Map<number, IdentityPin[]>();
-  await Promise.all(
-    projects.map(async (p) => pins.set(p.projectId, Object.values(await rt.registry.pins(p.projectId)))),
-  );
+  for (const r of read) {
+    if (!r.project) continue;
+    projects.push(r.project);
+    pins.set(r.project.projectId, Object.values(r.pins));
+  }
   const [listed, snapshotDeps] = await Promise.all([gitlabPaths(rt, ids), readAhead(ctx, k, projects, pins)]);
 
   let next = 0;

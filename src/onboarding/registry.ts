@@ -150,6 +150,14 @@ export class Registry {
     return decode(projectId, h);
   }
 
+  /** The project and every pin of it, complete or not, from one read of its hash. */
+  async getWithPins(
+    projectId: number,
+  ): Promise<{ project: RegisteredProject | undefined; pins: Record<string, IdentityPin> }> {
+    const h = await this.#redis.hgetall(this.#key(projectId));
+    return { project: decode(projectId, h), pins: decodePins(h) };
+  }
+
   /** Every pin of a project, complete or not, by environment. */
   async pins(projectId: number): Promise<Record<string, IdentityPin>> {
     return decodePins(await this.#redis.hgetall(this.#key(projectId)));
