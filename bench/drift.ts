@@ -33,7 +33,7 @@ import {
 } from "./lib/drift-seed.ts";
 import { entraStateSchema, type Verdict, verify } from "./lib/drift-verify.ts";
 import {
-  CA,
+  botEnv,
   deletePrefix,
   getJson,
   MAIN,
@@ -192,22 +192,7 @@ async function run(world: BenchWorld, mode: Run["mode"], sweeps: number, policyY
       MAIN,
       ["--role=worker"],
       {
-        NODE_EXTRA_CA_CERTS: CA,
-        REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        POLICY_FILE: files.policy,
-        LOG_LEVEL: "info",
-        HOST: "127.0.0.1",
-        PORT: "0",
-        GITLAB_URL: gitlab.url,
-        GITLAB_TOKEN: secrets.gitlab,
-        GITLAB_WEBHOOK_SECRETS: secrets.webhook,
-        AZURE_TENANT_ID: SANDBOX.tenantId,
-        AZURE_CLIENT_ID: SANDBOX.botClientId,
-        AZURE_CLIENT_SECRET: secrets.client,
-        AZURE_AUTHORITY_HOST: entra.url,
-        GRAPH_BASE_URL: entra.url,
-        DRIFT_INTERVAL_SECONDS: "0",
+        ...botEnv({ prefix, policyFile: files.policy, gitlabUrl: gitlab.url, entraUrl: entra.url, secrets }),
         DRIFT_SWEEP_MODE: mode,
         ...(process.env.DRIFT_CHUNK_SIZE ? { DRIFT_CHUNK_SIZE: process.env.DRIFT_CHUNK_SIZE } : {}),
         ...(WRITES_PER_SECOND ? { GRAPH_WRITES_PER_SECOND: WRITES_PER_SECOND } : {}),

@@ -78,6 +78,37 @@ export const CA = path.join(root, "src/sandbox/certs/ca.pem");
 export const SIMULATORS = path.join(root, "bench/lib/simulators.ts");
 export const MAIN = path.join(root, "dist/src/main.js");
 export const SIM_READY = /"url":"(https:\/\/[^"]+)","stats":"(http:\/\/[^"]+)"/;
+/**
+ * The bot's environment against the benchmark's simulators (every bench process starts the compiled bot this
+ * way); drift repair off unless the benchmark turns it on.
+ */
+export function botEnv(o: {
+  prefix: string;
+  policyFile: string;
+  gitlabUrl: string;
+  entraUrl: string;
+  secrets: { gitlab: string; webhook: string; client: string };
+}): Record<string, string> {
+  return {
+    NODE_EXTRA_CA_CERTS: CA,
+    REDIS_URL,
+    QUEUE_PREFIX: o.prefix,
+    POLICY_FILE: o.policyFile,
+    LOG_LEVEL: "info",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    GITLAB_URL: o.gitlabUrl,
+    GITLAB_TOKEN: o.secrets.gitlab,
+    GITLAB_WEBHOOK_SECRETS: o.secrets.webhook,
+    AZURE_TENANT_ID: SANDBOX.tenantId,
+    AZURE_CLIENT_ID: SANDBOX.botClientId,
+    AZURE_CLIENT_SECRET: o.secrets.client,
+    AZURE_AUTHORITY_HOST: o.entraUrl,
+    GRAPH_BASE_URL: o.entraUrl,
+    DRIFT_INTERVAL_SECONDS: "0",
+  };
+}
+
 export const WORKER_READY = /gitlab-entra-bot started/;
 
 export interface RunOptions {
@@ -224,22 +255,7 @@ export async function runOnboarding(o: RunOptions): Promise<RunResult> {
     );
     children.push(gitlab);
     const env = {
-      NODE_EXTRA_CA_CERTS: CA,
-      REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      POLICY_FILE: policyFile,
-      LOG_LEVEL: "info",
-      HOST: "127.0.0.1",
-      PORT: "0",
-      GITLAB_URL: gitlab.url,
-      GITLAB_TOKEN: secrets.gitlab,
-      GITLAB_WEBHOOK_SECRETS: secrets.webhook,
-      AZURE_TENANT_ID: SANDBOX.tenantId,
-      AZURE_CLIENT_ID: SANDBOX.botClientId,
-      AZURE_CLIENT_SECRET: secrets.client,
-      AZURE_AUTHORITY_HOST: entra.url,
-      GRAPH_BASE_URL: entra.url,
-      DRIFT_INTERVAL_SECONDS: "0",
+      ...botEnv({ prefix, policyFile, gitlabUrl: gitlab.url, entraUrl: entra.url, secrets }),
       WORKER_CONCURRENCY: String(o.concurrency),
       GRAPH_WRITES_PER_SECOND: String(o.paceWritesPerSecond),
     };
